@@ -1,0 +1,72 @@
+"""Every parameter of the pipeline, in one frozen dataclass.
+
+Lengths are in millimetres on the face (``*_mm``) or in pixels of the input photo (``*_px``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["ReconstructionConfig"]
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig:
+    """Parameters of :func:`face3d_mesh.reconstruct`; all keyword-only, all with defaults.
+
+    Attributes
+    ----------
+    face : int
+        Which face to reconstruct when there are several: 0 is the largest.
+    depth : str
+        Depth backend: ``"landmarks"`` (offline, from MediaPipe's 3D landmarks),
+        ``"midas"``, ``"fused"`` or ``"auto"`` (fused when MiDaS weights are available,
+        otherwise landmarks).
+    depth_model : str
+        Registry name of the neural depth model used by ``midas``/``fused``.
+    weights : str or None
+        Path to a checkpoint file for ``depth_model`` (skips the download).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    working_size_px : int
+        Long side, in pixels, of the aligned face crop the depth stages work on.
+    mask_erode_px : float
+        Shrinks the face-oval mask by this many pixels of the input photo (0 = none).
+    bilateral_sigma_space_mm : float
+        Spatial standard deviation of the bilateral filter, mm on the face (0 disables it).
+    bilateral_sigma_depth_mm : float
+        Range (depth) standard deviation of the bilateral filter, mm.
+    outlier_threshold : float
+        Depth outliers are pixels farther than this many robust standard deviations
+        (MAD-based) from their neighbourhood median; they are removed and refilled.
+        0 disables outlier rejection.
+    fill_holes : bool
+        Fill NaN holes inside the mask from their surroundings.
+    smooth_sigma_mm : float
+        Extra Gaussian smoothing of the depth map, mm (0 = none).
+    target_triangles : int
+        Approximate number of triangles of the surface mesh when ``grid_step_px`` is None.
+    grid_step_px : float or None
+        Grid step of the surface in input-photo pixels (may be < 1); overrides
+        ``target_triangles``.
+    """
+
+    face: int = 0
+    depth: str = "auto"
+    depth_model: str = "dpt_hybrid_384"
+    weights: str | None = None
+    device: str = "auto"
+    working_size_px: int = 512
+    mask_erode_px: float = 0.0
+    bilateral_sigma_space_mm: float = 2.0
+    bilateral_sigma_depth_mm: float = 2.0
+    outlier_threshold: float = 4.0
+    fill_holes: bool = True
+    smooth_sigma_mm: float = 0.0
+    target_triangles: int = 80_000
+    grid_step_px: float | None = None
+
+    def replace(self, **changes) -> ReconstructionConfig:
+        """Return a copy with ``changes`` applied (unknown names raise ``TypeError``)."""
+        return dataclasses.replace(self, **changes)
