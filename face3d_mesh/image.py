@@ -92,7 +92,9 @@ def _from_file(path: Path, *, max_pixels: int) -> np.ndarray:
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (or an unknown format)") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: image has too many pixels") from None
+        raise ImageError(
+            f"{path}: image has too many pixels (more than {max_pixels / 1e6:.0f} megapixels)"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImageError(f"{path}: cannot decode image ({reason})") from None

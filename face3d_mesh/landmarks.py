@@ -15,8 +15,10 @@ MediaPipe (and its TensorFlow Lite runtime) is imported only when a detector is 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -64,9 +66,12 @@ FACE_OVAL = (
 
 # Box detection runs on a copy whose long side is at most this (BlazeFace works at 192 px).
 _DETECT_MAX_SIDE = 1280
-# The face mesh runs on a crop this many face-box sizes wide, resized to at most this size.
+# Tile pyramid for small faces: whole photo, then tiles of 1/2 and 1/4 of its long side.
+_TILE_LEVELS = 3
+_MIN_TILE_PX = 256
+# The face mesh runs on a square crop this many face-box sizes wide, resampled to this.
 _CROP_FACTOR = 2.0
-_CROP_MAX_SIDE = 768
+_CROP_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -187,13 +192,16 @@ class LandmarkDetector:
     def __exit__(self, *exc):
         self.close()
 
-    def detect(self, image: np.ndarray) -> list[FaceLandmarks]:
+    def detect(self, image: np.ndarray, *, thorough: bool = False) -> list[FaceLandmarks]:
         """Find the faces in ``image``, largest first.
 
         Parameters
         ----------
         image : numpy.ndarray
             H×W×3 uint8 RGB.
+        thorough : bool, keyword-only
+            Look for small faces at every tile level even when bigger faces were found
+            (slower on big photos). The default finds the largest face quickly.
 
         Returns
         -------
@@ -203,9 +211,10 @@ class LandmarkDetector:
         image = np.ascontiguousarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise UsageError("detect() needs an H×W×3 uint8 RGB image")
-        with self._lock:
+        with self._lock, _quiet_native_stderr():
             self._ensure()
-            faces = [self._mesh_on_crop(image, box) for box in self._boxes(image)]
+            boxes = self._boxes(image, thorough=thorough)
+            faces = [self._mesh_on_crop(image, box) for box in boxes]
             faces = [f for f in faces if f is not None]
             if not faces:
                 # No box found (e.g. a face cut by the border): let the mesh's own
@@ -214,17 +223,46 @@ class LandmarkDetector:
         faces = _deduplicate(sorted(faces, key=lambda f: f.size_px, reverse=True))
         return faces[: self.max_faces]
 
-    def _boxes(self, image):
+    def _boxes(self, image, *, thorough: bool):
+        """Face boxes (x0, y0, x1, y1) in photo pixels, coarse to fine.
+
+        BlazeFace sees its input at 192 px and misses faces under ~6 % of that input's
+        side, so small faces in big photos are looked for in half-overlapping tiles of
+        1/2 and 1/4 of the photo's long side (never smaller than _MIN_TILE_PX). The
+        search stops at the first level that finds a face unless ``thorough``.
+        """
         height, width = image.shape[:2]
-        small, factor = _downscale(image, _DETECT_MAX_SIDE)
-        result = self._box_detector.process(small)
+        boxes: list[tuple[float, float, float, float, float]] = []
+        side = max(height, width)
+        for level in range(_TILE_LEVELS):
+            tile = side if level == 0 else side / 2**level
+            if level and tile < _MIN_TILE_PX:
+                break
+            for x, y in _tile_origins(width, height, tile):
+                window = image[int(y) : int(y + tile), int(x) : int(x + tile)]
+                for box in self._detect_boxes(window):
+                    boxes.append(
+                        (box[0] + int(x), box[1] + int(y), box[2] + int(x), box[3] + int(y), box[4])
+                    )
+            if boxes and not thorough:
+                break
+        # Tiles overlap: keep the most confident of boxes that are the same face.
+        kept: list[tuple[float, float, float, float, float]] = []
+        for box in sorted(boxes, key=lambda b: b[4], reverse=True):
+            if all(_iou(box[:4], other[:4]) < 0.3 for other in kept):
+                kept.append(box)
+        return [box[:4] for box in kept]
+
+    def _detect_boxes(self, window):
+        small, factor = _downscale(window, _DETECT_MAX_SIDE)
+        result = self._box_detector.process(np.ascontiguousarray(small))
         boxes = []
         for det in result.detections or []:
             rel = det.location_data.relative_bounding_box
             x0, y0 = rel.xmin * small.shape[1] / factor, rel.ymin * small.shape[0] / factor
             w, h = rel.width * small.shape[1] / factor, rel.height * small.shape[0] / factor
             if w > 4 and h > 4:
-                boxes.append((x0, y0, x0 + w, y0 + h))
+                boxes.append((x0, y0, x0 + w, y0 + h, float(det.score[0])))
         return boxes
 
     def _mesh_on_crop(self, image, box):
@@ -233,11 +271,9 @@ class LandmarkDetector:
         x0, y0, x1, y1 = box
         side = _CROP_FACTOR * max(x1 - x0, y1 - y0)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        scale = (
-            min(1.0, _CROP_MAX_SIDE / side) if side > _CROP_MAX_SIDE else _CROP_MAX_SIDE / 2 / side
-        )
-        scale = max(scale, 1e-6)
-        out = max(32, int(round(side * scale)))
+        # Every crop is resampled to _CROP_SIDE: plenty for the mesh model (192 px input).
+        scale = _CROP_SIDE / side
+        out = _CROP_SIDE
         # Similarity: original pixel -> crop pixel (padding outside the image with edge
         # replication keeps the mesh detector from seeing a hard black border).
         matrix = np.array([[scale, 0.0, out / 2 - scale * cx], [0.0, scale, out / 2 - scale * cy]])
@@ -265,6 +301,39 @@ class LandmarkDetector:
             pts = pts / factor
             faces.append(FaceLandmarks(points=pts, image_shape=image.shape[:2]))
         return faces
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence MediaPipe's C++ log lines (glog/absl write straight to file descriptor 2)."""
+    if os.environ.get("FACE3D_MESH_DEBUG") not in (None, "", "0"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2 (e.g. some embedded hosts)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _tile_origins(width, height, tile):
+    """Top-left corners of half-overlapping square tiles covering the image."""
+
+    def starts(length):
+        if length <= tile:
+            return [0.0]
+        count = int(np.ceil((length - tile) / (tile / 2))) + 1
+        return list(np.linspace(0, length - tile, count))
+
+    return [(x, y) for y in starts(height) for x in starts(width)]
 
 
 def _downscale(image, max_side):
@@ -318,7 +387,9 @@ def _shared_detector() -> LandmarkDetector:
     return LandmarkDetector()
 
 
-def detect_faces(image: np.ndarray, *, source: str | None = None) -> list[FaceLandmarks]:
+def detect_faces(
+    image: np.ndarray, *, source: str | None = None, thorough: bool = False
+) -> list[FaceLandmarks]:
     """Find faces with the process-wide shared detector; raise if there is none.
 
     Parameters
@@ -327,6 +398,9 @@ def detect_faces(image: np.ndarray, *, source: str | None = None) -> list[FaceLa
         H×W×3 uint8 RGB.
     source : str, optional, keyword-only
         Name of the input, used in the error message.
+    thorough : bool, keyword-only
+        Also look for faces smaller than the ones found first (see
+        :meth:`LandmarkDetector.detect`).
 
     Returns
     -------
@@ -338,7 +412,7 @@ def detect_faces(image: np.ndarray, *, source: str | None = None) -> list[FaceLa
     NoFaceError
         When no face is found.
     """
-    faces = _shared_detector().detect(image)
+    faces = _shared_detector().detect(image, thorough=thorough)
     if not faces:
         name = f"{source}: " if source else ""
         raise NoFaceError(f"{name}no face found in the image")
