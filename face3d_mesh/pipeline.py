@@ -65,6 +65,9 @@ class Reconstruction:
         The parameters used.
     source : str or None
         The input file, when there was one.
+    faces_found : int
+        How many faces the photo has (as far as the search went: all of them when
+        ``config.face > 0``, otherwise at least the largest).
     timings : dict
         Wall time of each stage, seconds.
     """
@@ -78,6 +81,7 @@ class Reconstruction:
     depth_info: dict
     config: ReconstructionConfig
     source: str | None = None
+    faces_found: int = 1
     timings: dict = field(default_factory=dict)
     _depth_stage: _DepthStageResult | None = field(default=None, repr=False, compare=False)
 
@@ -139,6 +143,7 @@ class Reconstruction:
             depth_info=self.depth_info,
             config=config,
             source=self.source,
+            faces_found=self.faces_found,
             timings=timings,
             _depth_stage=self._depth_stage,
         )
@@ -203,6 +208,7 @@ def reconstruct(
     *,
     config: ReconstructionConfig | None = None,
     progress=None,
+    name: str | None = None,
     **options,
 ) -> Reconstruction:
     """Reconstruct the 3D face of a photo.
@@ -215,6 +221,9 @@ def reconstruct(
         All parameters; defaults if omitted.
     progress : callable, optional, keyword-only
         Called with a short stage name (str) as each stage starts.
+    name : str, optional, keyword-only
+        Name of the input for messages and ``Reconstruction.source`` (default: the path,
+        or None for an array).
     **options
         Overrides of ``config`` fields, e.g. ``depth="landmarks"``, ``face=1``.
 
@@ -244,7 +253,8 @@ def reconstruct(
     )
     _validate(config)
     timings: dict[str, float] = {}
-    name = None if isinstance(source, np.ndarray) else str(source)
+    if name is None and not isinstance(source, np.ndarray):
+        name = str(source)
 
     def stage(label):
         if progress is not None:
@@ -295,6 +305,7 @@ def reconstruct(
         depth_info=depth_info,
         config=config,
         source=name,
+        faces_found=len(faces),
         timings=timings,
         _depth_stage=stage_result,
     )
