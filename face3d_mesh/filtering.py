@@ -1,0 +1,243 @@
+"""Clean-up of a face depth map: outlier rejection, hole filling, edge-preserving smoothing.
+
+All steps look only at pixels inside the face mask: before any neighbourhood operation the
+face depth is extended outward (nearest valid pixel), so background depth never bleeds into
+the face.  Work is done on the mask's bounding box (plus a margin) only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import UsageError
+
+__all__ = ["filter_depth"]
+
+#: Floor of the robust noise level used by outlier rejection, mm.  A noise-free smooth surface
+#: has a near-zero MAD; without a floor its curvature alone would be flagged as outliers.
+_MIN_NOISE_MM = 0.25
+#: Side of the median window of outlier rejection, px (cv2.medianBlur on float32 allows 3 or 5).
+_MEDIAN_KSIZE = 5
+
+
+def filter_depth(
+    depth_mm: np.ndarray,
+    mask: np.ndarray,
+    *,
+    mm_per_px: float,
+    bilateral_sigma_space_mm: float = 2.0,
+    bilateral_sigma_depth_mm: float = 2.0,
+    outlier_threshold: float = 4.0,
+    fill_holes: bool = True,
+    smooth_sigma_mm: float = 0.0,
+) -> np.ndarray:
+    """Filter a face depth map: remove outliers, fill holes, smooth while keeping edges.
+
+    Parameters
+    ----------
+    depth_mm : ndarray, shape (H, W), float
+        Depth along the optical axis in millimetres (larger = farther).  NaN (or any value)
+        outside ``mask``; NaN inside the mask marks a hole.  Values outside the mask are ignored.
+    mask : ndarray, shape (H, W), bool
+        Face mask (pixels that belong to the face).
+    mm_per_px : float
+        Millimetres per photo pixel at the face (> 0).
+    bilateral_sigma_space_mm : float, keyword-only
+        Spatial standard deviation of the bilateral filter, mm on the face.  0 disables it.
+    bilateral_sigma_depth_mm : float, keyword-only
+        Range standard deviation of the bilateral filter, mm of depth.  0 disables it.
+    outlier_threshold : float, keyword-only
+        A pixel is an outlier when it is farther than ``outlier_threshold`` robust standard
+        deviations from the median of its 5x5 neighbourhood; the robust standard deviation is
+        ``1.4826 * MAD`` of those residuals over the face (at least 0.25 mm).  Outliers are
+        removed and refilled from their surroundings.  0 disables the step.
+    fill_holes : bool, keyword-only
+        Fill NaN holes inside the mask with a harmonic (membrane) interpolation of their
+        surroundings.  When False the holes stay NaN in the output.
+    smooth_sigma_mm : float, keyword-only
+        Standard deviation of an extra masked Gaussian smoothing, mm on the face.  0 = none.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+        Filtered depth in millimetres, NaN outside the mask (and in unfilled holes).  All NaN
+        when the mask holds no finite depth.  The input is not modified.
+
+    Raises
+    ------
+    UsageError
+        On shape mismatch, non-2-D input, non-positive ``mm_per_px`` or negative parameters.
+    """
+    depth = np.asarray(depth_mm)
+    mask = np.asarray(mask)
+    if depth.ndim != 2:
+        raise UsageError(f"depth_mm must be a 2-D array, got shape {depth.shape}")
+    if mask.shape != depth.shape:
+        raise UsageError(f"mask shape {mask.shape} does not match depth_mm shape {depth.shape}")
+    if not (np.isfinite(mm_per_px) and mm_per_px > 0):
+        raise UsageError(f"mm_per_px must be a positive number, got {mm_per_px}")
+    for name, value in (
+        ("bilateral_sigma_space_mm", bilateral_sigma_space_mm),
+        ("bilateral_sigma_depth_mm", bilateral_sigma_depth_mm),
+        ("outlier_threshold", outlier_threshold),
+        ("smooth_sigma_mm", smooth_sigma_mm),
+    ):
+        if not (np.isfinite(value) and value >= 0):
+            raise UsageError(f"{name} must be a non-negative number, got {value}")
+    mask = mask.astype(bool, copy=False)
+
+    out = np.full(depth.shape, np.nan, dtype=np.float32)
+    valid_full = mask & np.isfinite(depth)
+    if not valid_full.any():
+        return out
+
+    sig_b_px = bilateral_sigma_space_mm / mm_per_px
+    sig_g_px = smooth_sigma_mm / mm_per_px
+    do_bilateral = bilateral_sigma_space_mm > 0 and bilateral_sigma_depth_mm > 0
+    radius_b = min(int(math.ceil(2.0 * sig_b_px)), 25) if do_bilateral else 0
+    radius_g = int(math.ceil(3.0 * sig_g_px)) if smooth_sigma_mm > 0 else 0
+    pad = max(radius_b, radius_g, _MEDIAN_KSIZE // 2) + 2
+
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, depth.shape[0])
+    c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, depth.shape[1])
+    m = mask[r0:r1, c0:c1]
+    valid = valid_full[r0:r1, c0:c1]
+    d = np.where(valid, depth[r0:r1, c0:c1], 0.0).astype(np.float32)
+
+    # Outlier rejection: residual against the local median of the (extended) face depth.
+    if outlier_threshold > 0:
+        import cv2
+
+        ext = _extend(d, valid, _MEDIAN_KSIZE // 2)
+        med = cv2.medianBlur(ext, _MEDIAN_KSIZE)
+        resid = np.abs(ext - med)[valid]
+        sigma = max(1.4826 * float(np.median(resid)), _MIN_NOISE_MM)
+        outliers = valid & (np.abs(ext - med) > outlier_threshold * sigma)
+        valid = valid & ~outliers
+        if not valid.any():
+            return out
+    else:
+        outliers = np.zeros_like(valid)
+
+    # Fill holes (and removed outliers) inside the mask.
+    holes = m & ~valid
+    if holes.any():
+        d = _harmonic_fill(np.where(valid, d, 0.0).astype(np.float32), valid, holes)
+        known = valid | holes
+    else:
+        known = valid
+
+    # Edge-preserving smoothing on the face depth extended beyond the mask.
+    if do_bilateral and radius_b >= 1:
+        import cv2
+
+        ext = _extend(d, known, radius_b)
+        d = cv2.bilateralFilter(
+            ext, 2 * radius_b + 1, float(bilateral_sigma_depth_mm), float(sig_b_px)
+        )
+
+    # Optional masked (normalised) Gaussian smoothing.
+    if smooth_sigma_mm > 0 and radius_g >= 1:
+        import cv2
+
+        w = known.astype(np.float32)
+        k = 2 * radius_g + 1
+        num = cv2.GaussianBlur(np.where(known, d, 0.0).astype(np.float32), (k, k), sig_g_px)
+        den = cv2.GaussianBlur(w, (k, k), sig_g_px)
+        d = np.where(den > 1e-6, num / np.maximum(den, 1e-6), d)
+
+    keep = m & known
+    if not fill_holes:
+        # Original NaN holes stay holes; removed outliers are always refilled.
+        keep = m & (valid | outliers)
+    crop = out[r0:r1, c0:c1]
+    crop[keep] = d[keep]
+    return out
+
+
+def _extend(d: np.ndarray, known: np.ndarray, n_rings: int) -> np.ndarray:
+    """Copy of ``d`` extended ``n_rings`` pixels beyond ``known`` (float32).
+
+    Each ring takes the mean of its already known 8-neighbours; pixels still unknown after that
+    get the median known depth (they are too far to influence any known pixel's filter).
+    """
+    import cv2
+
+    out = np.where(known, d, 0.0).astype(np.float32)
+    if known.all():
+        return out
+    k = known.astype(np.float32)
+    for _ in range(n_rings):
+        num = cv2.boxFilter(out * k, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        den = cv2.boxFilter(k, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        ring = (k == 0) & (den > 0)
+        if not ring.any():
+            break
+        out[ring] = num[ring] / den[ring]
+        k[ring] = 1.0
+    rest = k == 0
+    if rest.any():
+        out[rest] = np.median(out[known])
+    return out
+
+
+def _harmonic_fill(d: np.ndarray, known: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """Fill ``holes`` with the solution of Laplace's equation, Dirichlet data from ``known``.
+
+    Neighbours that are neither known nor holes (outside the mask) are ignored (zero normal
+    derivative).  Hole regions touching no known pixel get the median of the known depth.
+    """
+    from scipy import ndimage, sparse
+    from scipy.sparse.linalg import spsolve
+
+    out = d.copy()
+    known_full = known
+    rows = np.flatnonzero(holes.any(axis=1))
+    cols = np.flatnonzero(holes.any(axis=0))
+    r0, r1 = max(rows[0] - 1, 0), rows[-1] + 2
+    c0, c1 = max(cols[0] - 1, 0), cols[-1] + 2
+    d = d[r0:r1, c0:c1].astype(np.float64)
+    known = known[r0:r1, c0:c1]
+    holes = holes[r0:r1, c0:c1]
+    h, w = d.shape
+    idx = np.full(d.shape, -1, dtype=np.int64)
+    hr, hc = np.nonzero(holes)
+    n = hr.size
+    idx[hr, hc] = np.arange(n)
+    diag = np.zeros(n)
+    rhs = np.zeros(n)
+    rows_l, cols_l = [], []
+    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        nr, nc = hr + dr, hc + dc
+        inside = (nr >= 0) & (nr < h) & (nc >= 0) & (nc < w)
+        nr_i, nc_i = nr[inside], nc[inside]
+        me = np.flatnonzero(inside)
+        is_known = known[nr_i, nc_i]
+        is_hole = holes[nr_i, nc_i]
+        diag += np.bincount(me[is_known | is_hole], minlength=n)
+        rhs += np.bincount(me[is_known], weights=d[nr_i[is_known], nc_i[is_known]], minlength=n)
+        rows_l.append(me[is_hole])
+        cols_l.append(idx[nr_i[is_hole], nc_i[is_hole]])
+    # Components without any known neighbour would make the system singular.
+    labels, _ = ndimage.label(holes)
+    touching = ndimage.binary_dilation(known) & holes
+    good_labels = np.unique(labels[touching])
+    solvable = np.isin(labels[hr, hc], good_labels)
+    if not solvable.all():
+        fallback = float(np.median(out[known_full]))
+        diag = np.where(solvable, diag, 1.0)
+        rhs = np.where(solvable, rhs, fallback)
+    r = np.concatenate(rows_l)
+    c = np.concatenate(cols_l)
+    keep = solvable[r]
+    a = sparse.csr_matrix(
+        (np.concatenate([diag, -np.ones(keep.sum())]), (np.concatenate([np.arange(n), r[keep]]),
+                                                         np.concatenate([np.arange(n), c[keep]]))),
+        shape=(n, n),
+    )
+    out[r0 + hr, c0 + hc] = spsolve(a, rhs)
+    return out
