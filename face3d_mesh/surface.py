@@ -97,7 +97,9 @@ def depth_to_mesh(
     try:
         u0, v0 = (float(x) for x in origin_px)
     except (TypeError, ValueError):
-        raise UsageError(f"origin_px must be a pair of numbers (u0, v0), got {origin_px!r}")
+        raise UsageError(
+            f"origin_px must be a pair of numbers (u0, v0), got {origin_px!r}"
+        ) from None
     if not (np.isfinite(u0) and np.isfinite(v0)):
         raise UsageError(f"origin_px must be finite, got {origin_px!r}")
     if image is not None:
