@@ -11,8 +11,9 @@ SPHERE_R = 80.0  # mm
 MASK_R = 50.0  # mm
 
 
-def grid(size: int = SIZE, centre=CENTRE, mm_per_px: float = MM_PER_PX):
+def grid(size: int = SIZE, centre=None, mm_per_px: float = MM_PER_PX):
     """x, y (mm, y up) and r of every pixel centre."""
+    centre = (size / 2, size / 2) if centre is None else centre
     v, u = np.mgrid[0:size, 0:size].astype(np.float64)
     x = (u - centre[0]) * mm_per_px
     y = -(v - centre[1]) * mm_per_px
