@@ -1,8 +1,9 @@
 """Clean-up of a face depth map: outlier rejection, hole filling, edge-preserving smoothing.
 
 All steps look only at pixels inside the face mask: before any neighbourhood operation the
-face depth is extended outward (nearest valid pixel), so background depth never bleeds into
-the face.  Work is done on the mask's bounding box (plus a margin) only.
+face depth is extended outward by linear extrapolation of the face itself, so background depth
+never bleeds into the face and steep face edges are not flattened.  Work is done on the mask's
+bounding box (plus a margin) only.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def filter_depth(
         Fill NaN holes inside the mask with a harmonic (membrane) interpolation of their
         surroundings.  When False the holes stay NaN in the output.
     smooth_sigma_mm : float, keyword-only
-        Standard deviation of an extra masked Gaussian smoothing, mm on the face.  0 = none.
+        Standard deviation of an extra Gaussian smoothing, mm on the face.  0 = none.
 
     Returns
     -------
@@ -140,15 +141,12 @@ def filter_depth(
             ext, 2 * radius_b + 1, float(bilateral_sigma_depth_mm), float(sig_b_px)
         )
 
-    # Optional masked (normalised) Gaussian smoothing.
+    # Optional Gaussian smoothing, also on the depth extended beyond the mask.
     if smooth_sigma_mm > 0 and radius_g >= 1:
         import cv2
 
-        w = known.astype(np.float32)
         k = 2 * radius_g + 1
-        num = cv2.GaussianBlur(np.where(known, d, 0.0).astype(np.float32), (k, k), sig_g_px)
-        den = cv2.GaussianBlur(w, (k, k), sig_g_px)
-        d = np.where(den > 1e-6, num / np.maximum(den, 1e-6), d)
+        d = cv2.GaussianBlur(_extend(d, known, radius_g), (k, k), sig_g_px)
 
     keep = m & known
     if not fill_holes:
@@ -159,26 +157,47 @@ def filter_depth(
     return out
 
 
+_DIRS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
 def _extend(d: np.ndarray, known: np.ndarray, n_rings: int) -> np.ndarray:
     """Copy of ``d`` extended ``n_rings`` pixels beyond ``known`` (float32).
 
-    Each ring takes the mean of its already known 8-neighbours; pixels still unknown after that
-    get the median known depth (they are too far to influence any known pixel's filter).
+    Ring by ring, each new pixel takes the mean over its known 8-neighbours ``n`` of the linear
+    extrapolation ``2 d(n) - d(n')`` (``n'`` the next pixel in the same direction; ``d(n)``
+    when ``n'`` is unknown).  Continuing the slope, rather than the value, keeps the bilateral
+    filter from flattening steep face edges.  Pixels still unknown afterwards get the median
+    known depth (they are too far to influence any known pixel's filter).
     """
     import cv2
 
     out = np.where(known, d, 0.0).astype(np.float32)
     if known.all():
         return out
-    k = known.astype(np.float32)
+    h, w = out.shape
+    k = known.astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
     for _ in range(n_rings):
-        num = cv2.boxFilter(out * k, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-        den = cv2.boxFilter(k, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-        ring = (k == 0) & (den > 0)
-        if not ring.any():
+        rr, cc = np.nonzero(cv2.dilate(k, kernel) > k)
+        if rr.size == 0:
             break
-        out[ring] = num[ring] / den[ring]
-        k[ring] = 1.0
+        total = np.zeros(rr.size, np.float32)
+        count = np.zeros(rr.size, np.float32)
+        for dr, dc in _DIRS:
+            r1, c1 = rr + dr, cc + dc
+            r2, c2 = rr + 2 * dr, cc + 2 * dc
+            ok1 = (r1 >= 0) & (r1 < h) & (c1 >= 0) & (c1 < w)
+            r1, c1 = np.clip(r1, 0, h - 1), np.clip(c1, 0, w - 1)
+            ok1 &= k[r1, c1] > 0
+            ok2 = ok1 & (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
+            r2, c2 = np.clip(r2, 0, h - 1), np.clip(c2, 0, w - 1)
+            ok2 &= k[r2, c2] > 0
+            v1 = out[r1, c1]
+            est = np.where(ok2, 2.0 * v1 - out[r2, c2], v1)
+            total += np.where(ok1, est, 0.0)
+            count += ok1
+        out[rr, cc] = total / count
+        k[rr, cc] = 1
     rest = k == 0
     if rest.any():
         out[rest] = np.median(out[known])

@@ -128,7 +128,8 @@ def test_filtered_sphere_pipeline_error_bound():
     err = np.abs(p[:, 2] + sphere_depth(rv))
     # interior: smoothing bias sigma^2/R (0.05 mm) + residual noise (~0.3/sqrt(50)) + tails
     assert err[rv < MASK_R - 4].max() < 0.3
-    assert err.max() < 1.0  # edge band: extension bias up to ~0.5 mm plus noise
+    assert err.max() < 1.0  # edge band: the extrapolated extension amplifies noise there
+    assert np.sqrt(np.mean(err**2)) < 0.1
 
 
 def test_inputs_are_validated_and_untouched():
