@@ -8,7 +8,6 @@ failure the temporary files are removed and files that existed before are left i
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
 from collections.abc import Callable
@@ -154,22 +153,26 @@ def write_obj(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = Non
         ).encode()
         head += [f"mtllib {mtl_path.name}", "usemtl face"]
 
-    buf = io.BytesIO()
-    buf.write(("\n".join(head) + "\n").encode())
+    parts = ["\n".join(head) + "\n"]
     rgb = _rgb(mesh) if texture is None else None
     if rgb is not None:
         vdata = np.hstack([points.astype(np.float64), rgb / 255.0])
-        np.savetxt(buf, vdata, fmt="v %.5f %.5f %.5f %.4f %.4f %.4f")
+        parts.append(_rows("v %.5f %.5f %.5f %.4f %.4f %.4f", vdata))
     else:
-        np.savetxt(buf, points, fmt="v %.5f %.5f %.5f")
+        parts.append(_rows("v %.5f %.5f %.5f", points.astype(np.float64)))
     f1 = faces + 1
     if uv is not None:
-        np.savetxt(buf, uv, fmt="vt %.6f %.6f")
-        np.savetxt(buf, np.repeat(f1, 2, axis=1), fmt="f %d/%d %d/%d %d/%d")
+        parts.append(_rows("vt %.6f %.6f", uv))
+        parts.append(_rows("f %d/%d %d/%d %d/%d", np.repeat(f1, 2, axis=1)))
     else:
-        np.savetxt(buf, f1, fmt="f %d %d %d")
-    files[path] = buf.getvalue()
+        parts.append(_rows("f %d %d %d", f1))
+    files[path] = "".join(parts).encode("ascii")
     return files
+
+
+def _rows(fmt: str, arr: np.ndarray) -> str:
+    """Format each row of a 2-D array with ``fmt`` (one line each)."""
+    return ((fmt + "\n") * arr.shape[0]) % tuple(arr.ravel().tolist())
 
 
 def _cut_texture(photo: np.ndarray, uv: np.ndarray) -> tuple[bytes, np.ndarray]:
