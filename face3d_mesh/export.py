@@ -137,6 +137,13 @@ def write_obj(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = Non
             )
         if uv is None:
             raise UsageError("a texture was given but the mesh has no UV coordinates")
+        if "image_size_px" in mesh.field_data:
+            w, h = (int(x) for x in np.asarray(mesh.field_data["image_size_px"])[:2])
+            if texture.shape[:2] != (h, w):
+                raise UsageError(
+                    f"texture is {texture.shape[1]}x{texture.shape[0]} px but the mesh was "
+                    f"made from a {w}x{h} px photo"
+                )
         png, uv = _cut_texture(texture, uv)
         mtl_path = path.with_suffix(".mtl")
         png_path = path.with_name(path.stem + "_texture.png")

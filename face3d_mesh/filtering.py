@@ -176,9 +176,15 @@ def _extend(d: np.ndarray, known: np.ndarray, n_rings: int) -> np.ndarray:
         return out
     h, w = out.shape
     k = known.astype(np.uint8)
-    kernel = np.ones((3, 3), np.uint8)
-    for _ in range(n_rings):
-        rr, cc = np.nonzero(cv2.dilate(k, kernel) > k)
+    # Chessboard distance to the known region = index of the ring a pixel belongs to.
+    dist = cv2.distanceTransform((1 - k), cv2.DIST_C, 3)
+    band_r, band_c = np.nonzero((dist > 0) & (dist <= n_rings))
+    ring_of = dist[band_r, band_c].astype(np.int64)
+    order = np.argsort(ring_of, kind="stable")
+    band_r, band_c, ring_of = band_r[order], band_c[order], ring_of[order]
+    bounds = np.searchsorted(ring_of, np.arange(1, n_rings + 2))
+    for i in range(n_rings):
+        rr, cc = band_r[bounds[i]:bounds[i + 1]], band_c[bounds[i]:bounds[i + 1]]
         if rr.size == 0:
             break
         total = np.zeros(rr.size, np.float32)

@@ -155,6 +155,8 @@ def test_failure_keeps_existing_file(mesh, tmp_path):
         export_mesh(pv.PolyData(), target)  # invalid (empty) mesh
     with pytest.raises(UsageError):
         export_mesh(mesh, tmp_path / "face.obj", texture=np.zeros((4, 4), np.uint8))
+    with pytest.raises(UsageError, match="photo"):
+        export_mesh(mesh, tmp_path / "face.obj", texture=np.zeros((4, 4, 3), np.uint8))
     assert target.read_bytes() == b"precious"
     assert _listing(tmp_path) == ["face.stl"]
     (tmp_path / "face.ply").mkdir()  # a folder in the way
