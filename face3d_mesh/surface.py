@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["depth_to_mesh", "choose_grid_step"]
 
+#: Refuse grids larger than this (memory guard against absurd steps / triangle targets).
+_MAX_GRID_POINTS = 2e7
+
 
 def choose_grid_step(n_valid_px: int, target_triangles: int) -> float:
     """Grid step (px) giving about ``target_triangles`` over ``n_valid_px`` pixels of area.
@@ -130,6 +133,12 @@ def depth_to_mesh(
     crop = _extend_one(crop, crop_ok)
 
     # Grid sample positions, photo pixels; start at the first finite pixel's centre.
+    n_grid = ((rows[-1] - rows[0]) / step + 1) * ((cols[-1] - cols[0]) / step + 1)
+    if n_grid > _MAX_GRID_POINTS:
+        raise UsageError(
+            f"grid step {step:.3g} px would make {n_grid:.3g} grid points "
+            f"(limit {_MAX_GRID_POINTS:.0e}); use a larger step or fewer triangles"
+        )
     us = np.arange(cols[0], cols[-1] + 0.5 + 1e-9, step, dtype=np.float64)
     vs = np.arange(rows[0], rows[-1] + 0.5 + 1e-9, step, dtype=np.float64)
     ny, nx = vs.size, us.size

@@ -149,3 +149,7 @@ def test_inputs_are_validated_and_untouched():
         depth_to_mesh(np.full((8, 8), np.nan), mm_per_px=1, origin_px=(0, 0))
     with pytest.raises(UsageError):
         depth_to_mesh(depth, mm_per_px=1, origin_px=(0, 0), grid_step_px=100)
+    with pytest.raises(UsageError, match="grid points"):
+        depth_to_mesh(depth, mm_per_px=1, origin_px=(0, 0), target_triangles=10**12)
+    with pytest.raises(UsageError):
+        depth_to_mesh(depth, mm_per_px=1, origin_px=(0, 0), target_triangles=0)
