@@ -17,7 +17,7 @@ from face3d_mesh.solid import make_solid
 from face3d_mesh.surface import depth_to_mesh
 
 
-def main(repeats: int = 5) -> None:
+def main(repeats: int = 15) -> None:
     h = w = 1024
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     mpp = 0.4
