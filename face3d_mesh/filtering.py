@@ -184,7 +184,7 @@ def _extend(d: np.ndarray, known: np.ndarray, n_rings: int) -> np.ndarray:
     band_r, band_c, ring_of = band_r[order], band_c[order], ring_of[order]
     bounds = np.searchsorted(ring_of, np.arange(1, n_rings + 2))
     for i in range(n_rings):
-        rr, cc = band_r[bounds[i]:bounds[i + 1]], band_c[bounds[i]:bounds[i + 1]]
+        rr, cc = band_r[bounds[i] : bounds[i + 1]], band_c[bounds[i] : bounds[i + 1]]
         if rr.size == 0:
             break
         total = np.zeros(rr.size, np.float32)
@@ -260,8 +260,10 @@ def _harmonic_fill(d: np.ndarray, known: np.ndarray, holes: np.ndarray) -> np.nd
     c = np.concatenate(cols_l)
     keep = solvable[r]
     a = sparse.csr_matrix(
-        (np.concatenate([diag, -np.ones(keep.sum())]), (np.concatenate([np.arange(n), r[keep]]),
-                                                         np.concatenate([np.arange(n), c[keep]]))),
+        (
+            np.concatenate([diag, -np.ones(keep.sum())]),
+            (np.concatenate([np.arange(n), r[keep]]), np.concatenate([np.arange(n), c[keep]])),
+        ),
         shape=(n, n),
     )
     out[r0 + hr, c0 + hc] = spsolve(a, rhs)

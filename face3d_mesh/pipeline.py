@@ -180,7 +180,7 @@ class Reconstruction:
         list of pathlib.Path
             Every file written.
         """
-        from .export import export_mesh
+        from .exporters import export_mesh
 
         if not solid and width_mm is not None:
             raise UsageError("width_mm applies to solids only (use solid=True)")

@@ -150,8 +150,13 @@ def depth_to_mesh(
     if integer_grid:
         z_grid = crop[np.ix_((vs - r0).astype(int), (us - c0).astype(int))]
     else:
-        z_grid = cv2.remap(crop, np.ascontiguousarray(mu), np.ascontiguousarray(mv),
-                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        z_grid = cv2.remap(
+            crop,
+            np.ascontiguousarray(mu),
+            np.ascontiguousarray(mv),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
     # A vertex is valid when the pixel it falls in is finite (nearest-pixel mask).
     iv = np.clip(np.floor(vs + 0.5).astype(int), 0, h - 1)
     iu = np.clip(np.floor(us + 0.5).astype(int), 0, w - 1)

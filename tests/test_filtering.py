@@ -109,8 +109,15 @@ def test_step_edge_inside_face_is_preserved():
 def test_all_steps_disabled_is_identity_and_input_untouched():
     depth, mask, r = sphere_cap()
     before = depth.copy()
-    out = filter_depth(depth, mask, mm_per_px=MM_PER_PX, bilateral_sigma_space_mm=0,
-                       outlier_threshold=0, fill_holes=False, smooth_sigma_mm=0)
+    out = filter_depth(
+        depth,
+        mask,
+        mm_per_px=MM_PER_PX,
+        bilateral_sigma_space_mm=0,
+        outlier_threshold=0,
+        fill_holes=False,
+        smooth_sigma_mm=0,
+    )
     np.testing.assert_array_equal(out[mask], depth[mask])
     np.testing.assert_array_equal(depth, before)
     assert out is not depth

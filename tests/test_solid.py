@@ -19,8 +19,13 @@ def _check_solid(solid):
     e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
     _, counts = np.unique(e, axis=0, return_counts=True)
     assert (counts == 2).all()
-    area = np.linalg.norm(np.cross(pts[faces[:, 1]] - pts[faces[:, 0]],
-                                   pts[faces[:, 2]] - pts[faces[:, 0]]), axis=1) / 2
+    area = (
+        np.linalg.norm(
+            np.cross(pts[faces[:, 1]] - pts[faces[:, 0]], pts[faces[:, 2]] - pts[faces[:, 0]]),
+            axis=1,
+        )
+        / 2
+    )
     assert area.min() > 1e-6
     # trimesh's own processing (vertex merge) agrees
     assert trimesh.Trimesh(pts, faces).is_watertight
@@ -47,8 +52,9 @@ def test_sphere_solid_volume_and_base(sphere_surface):
     expected = sphere_cap_volume(MASK_R, SPHERE_R, 3.0)
     assert abs(tm.volume - expected) / expected < 0.02
     # outward normals: the plate faces -z
-    n = solid.compute_normals(cell_normals=True, point_normals=False, auto_orient_normals=False,
-                              consistent_normals=False).cell_data["Normals"]
+    n = solid.compute_normals(
+        cell_normals=True, point_normals=False, auto_orient_normals=False, consistent_normals=False
+    ).cell_data["Normals"]
     centres = solid.cell_centers().points
     assert (n[np.isclose(centres[:, 2], z.min()), 2] < -0.999).all()
 
@@ -80,8 +86,9 @@ def _awkward_surface(step):
     mask &= ~((u > 30) & (u < 70) & (v > 90))  # concave bite
     mask[20:25, 100:105] = True  # separate island (dropped: not the largest piece)
     depth = np.where(mask, 20 + 0.002 * (u - 50) ** 2 + 0.003 * (v - 70) ** 2, np.nan)
-    return depth_to_mesh(depth.astype(np.float32), mm_per_px=0.4, origin_px=(50, 70),
-                         grid_step_px=step)
+    return depth_to_mesh(
+        depth.astype(np.float32), mm_per_px=0.4, origin_px=(50, 70), grid_step_px=step
+    )
 
 
 @pytest.mark.parametrize("step", [1.0, 0.5, 2.0])
@@ -109,8 +116,9 @@ def test_bad_inputs(sphere_surface):
     with pytest.raises(UsageError):
         make_solid(pv.PolyData())
     with pytest.raises(UsageError, match="height field"):
-        flipped = pv.PolyData.from_regular_faces(sphere_surface.points,
-                                                 sphere_surface.regular_faces[:, ::-1])
+        flipped = pv.PolyData.from_regular_faces(
+            sphere_surface.points, sphere_surface.regular_faces[:, ::-1]
+        )
         make_solid(flipped)
     with pytest.raises(UsageError):
         make_solid(pv.Sphere())  # closed and not a height field

@@ -45,8 +45,11 @@ def test_sphere_mesh_geometry(step):
     # every vertex lies in a mask pixel
     u, v = _to_px(pts)
     # (float32 coordinates: allow either neighbour at exact half-pixel positions)
-    near = [mask[np.floor(v + 0.5 + dv).astype(int), np.floor(u + 0.5 + du).astype(int)]
-            for du in (-1e-3, 1e-3) for dv in (-1e-3, 1e-3)]
+    near = [
+        mask[np.floor(v + 0.5 + dv).astype(int), np.floor(u + 0.5 + du).astype(int)]
+        for du in (-1e-3, 1e-3)
+        for dv in (-1e-3, 1e-3)
+    ]
     assert np.any(near, axis=0).all()
     assert rv.max() < MASK_R + MM_PER_PX
     # bilinear interpolation of the sphere: error <= h^2 * max curvature / 8 with h = 1 px
@@ -64,15 +67,18 @@ def test_sphere_mesh_geometry(step):
 def test_triangle_count_near_target_and_normals_up():
     depth, mask, r = sphere_cap()
     for target in (5_000, 20_000, 80_000):
-        mesh = depth_to_mesh(depth, mm_per_px=MM_PER_PX, origin_px=CENTRE,
-                             target_triangles=target)
+        mesh = depth_to_mesh(depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, target_triangles=target)
         assert abs(mesh.n_cells - target) < 0.1 * target
         n = mesh.point_data["Normals"]
         assert np.allclose(np.linalg.norm(n, axis=1), 1, atol=1e-5)
         assert n[:, 2].mean() > 0.8 and (n[:, 2] > 0).all()
         assert np.array_equal(mesh.active_normals, n)
-        fn = mesh.compute_normals(cell_normals=True, point_normals=False,
-                                  auto_orient_normals=False, consistent_normals=False)
+        fn = mesh.compute_normals(
+            cell_normals=True,
+            point_normals=False,
+            auto_orient_normals=False,
+            consistent_normals=False,
+        )
         assert (fn.cell_data["Normals"][:, 2] > 0).all()
         # normals match the sphere's: (x, y, sqrt(R^2 - r^2)) / R
         p = np.asarray(mesh.points, dtype=np.float64)
@@ -84,8 +90,7 @@ def test_triangle_count_near_target_and_normals_up():
 def test_colours_and_uv():
     depth, mask, r = sphere_cap()
     img = gradient_image()
-    mesh = depth_to_mesh(depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, image=img,
-                         grid_step_px=0.75)
+    mesh = depth_to_mesh(depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, image=img, grid_step_px=0.75)
     rgb = mesh.point_data["RGB"]
     assert rgb.dtype == np.uint8 and rgb.shape == (mesh.n_points, 3)
     u, v = _to_px(np.asarray(mesh.points, dtype=np.float64))

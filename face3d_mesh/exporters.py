@@ -9,19 +9,26 @@ failure the temporary files are removed and files that existed before are left i
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._atomic import check_writable, write_atomically
 from .errors import OutputError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
 
-__all__ = ["EXPORTERS", "export_mesh", "supported_extensions"]
+__all__ = [
+    "EXPORTERS",
+    "export",
+    "export_mesh",
+    "load_mesh",
+    "supported_extension",
+    "supported_extensions",
+]
 
 #: Margin, in photo pixels, kept around the UV bounding box when cutting the OBJ texture.
 TEXTURE_MARGIN_PX = 4
@@ -109,8 +116,11 @@ def write_ply(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = Non
     ]
     if rgb is not None:
         lines += ["property uchar red", "property uchar green", "property uchar blue"]
-    lines += [f"element face {faces.shape[0]}", "property list uchar int vertex_indices",
-              "end_header"]
+    lines += [
+        f"element face {faces.shape[0]}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
     header = ("\n".join(lines) + "\n").encode("ascii")
     return {path: header + vert.tobytes() + face.tobytes()}
 
@@ -132,8 +142,7 @@ def write_obj(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = Non
         texture = np.asarray(texture)
         if texture.ndim != 3 or texture.shape[2] != 3 or texture.dtype != np.uint8:
             raise UsageError(
-                f"texture must be an (H, W, 3) uint8 RGB image, got {texture.shape} "
-                f"{texture.dtype}"
+                f"texture must be an (H, W, 3) uint8 RGB image, got {texture.shape} {texture.dtype}"
             )
         if uv is None:
             raise UsageError("a texture was given but the mesh has no UV coordinates")
@@ -223,6 +232,82 @@ def supported_extensions() -> list[str]:
     return sorted(EXPORTERS)
 
 
+def supported_extension(path) -> str:
+    """The lower-case extension of ``path``; :class:`OutputError` if no exporter has it."""
+    ext = Path(path).suffix.lower()
+    if ext not in EXPORTERS:
+        raise OutputError(
+            f"unsupported output extension {Path(path).suffix or '(none)'!r} for {path}; "
+            f"supported: {', '.join(supported_extensions())}"
+        )
+    return ext
+
+
+def export(
+    obj,
+    path: str | os.PathLike,
+    *,
+    solid: bool = False,
+    base_mm: float = 3.0,
+    width_mm: float | None = None,
+) -> list[Path]:
+    """Write a reconstruction or a mesh to ``path`` (format from the extension).
+
+    Parameters
+    ----------
+    obj : Reconstruction or pyvista.PolyData
+        What to write. A reconstruction's OBJ gets its photo as texture.
+    path : str or path-like
+        ``.stl``, ``.obj`` or ``.ply``.
+    solid : bool, keyword-only
+        Write a watertight printable solid (see :func:`face3d_mesh.make_solid`).
+    base_mm : float, keyword-only
+        Back plate thickness of the solid, mm.
+    width_mm : float or None, keyword-only
+        Scale the solid uniformly to this x extent, mm.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, ``path`` last.
+    """
+    if hasattr(obj, "save") and hasattr(obj, "mesh"):
+        return obj.save(path, solid=solid, base_mm=base_mm, width_mm=width_mm)
+    if solid:
+        from .solid import make_solid
+
+        obj = make_solid(obj, base_mm=base_mm, width_mm=width_mm)
+    elif width_mm is not None:
+        raise UsageError("width_mm applies to solids only (use solid=True)")
+    return export_mesh(obj, path)
+
+
+def load_mesh(path: str | os.PathLike):
+    """Read a mesh file (.stl, .obj, .ply) as a ``pyvista.PolyData`` in its own units.
+
+    Raises
+    ------
+    ImageError
+        Missing file, unsupported extension or unreadable content.
+    """
+    from .errors import ImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.suffix.lower() not in EXPORTERS:
+        raise ImageError(f"{path}: not a mesh file (use .stl, .obj or .ply)")
+    import pyvista as pv
+
+    try:
+        mesh = pv.read(path)
+    except Exception as exc:  # VTK readers raise many kinds of errors
+        raise ImageError(f"{path}: cannot read mesh ({type(exc).__name__})") from None
+    if not isinstance(mesh, pv.PolyData) or mesh.n_cells == 0:
+        raise ImageError(f"{path}: the file holds no triangles")
+    return mesh
+
+
 def export_mesh(
     mesh: pv.PolyData, path: str | os.PathLike, *, texture: np.ndarray | None = None
 ) -> list[Path]:
@@ -253,77 +338,10 @@ def export_mesh(
         ``mesh`` or ``texture`` is not valid.
     """
     path = Path(path)
-    ext = path.suffix.lower()
-    exporter = EXPORTERS.get(ext)
-    if exporter is None:
-        raise OutputError(
-            f"unsupported output extension {path.suffix or '(none)'!r} for {path}; "
-            f"supported: {', '.join(supported_extensions())}"
-        )
-    folder = path.parent
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
+    exporter = EXPORTERS[supported_extension(path)]
+    check_writable(path)
     files = exporter(mesh, path, texture=texture)
     for p in files:
-        if p.is_dir():
-            raise OutputError(f"cannot write {p}: it is a folder")
-    _write_atomically(files)
+        check_writable(p)
+    write_atomically(files)
     return list(files)
-
-
-def _write_atomically(files: _Files) -> None:
-    """Write every ``{path: bytes}`` item via temp file + ``os.replace``; all or nothing.
-
-    All temporary files are written first; then they are moved in place in order.  If a move
-    fails, files already replaced are restored from hard-link backups (where the file system
-    allows them) and new ones removed.  Temporary files never outlive the call.
-    """
-    temps: dict[Path, Path] = {}
-    backups: dict[Path, Path] = {}
-    placed: list[Path] = []
-    current = next(iter(files))
-    try:
-        for target, data in files.items():
-            current = target
-            tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            temps[target] = tmp
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-        for target, tmp in temps.items():
-            current = target
-            if len(files) > 1 and target.exists():
-                bak = target.with_name(f".{target.name}.{secrets.token_hex(6)}.bak")
-                try:
-                    os.link(target, bak)
-                    backups[target] = bak
-                except OSError:
-                    pass
-            os.replace(tmp, target)
-            placed.append(target)
-    except BaseException as err:
-        for target in placed:
-            try:
-                if target in backups:
-                    os.replace(backups.pop(target), target)
-                else:
-                    os.unlink(target)
-            except OSError:
-                pass
-        if isinstance(err, OSError):
-            reason = err.strerror or type(err).__name__
-            raise OutputError(f"cannot write {current}: {reason}") from None
-        raise
-    finally:
-        for tmp in temps.values():
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                pass
-        for bak in backups.values():
-            try:
-                os.unlink(bak)
-            except OSError:
-                pass

@@ -8,8 +8,9 @@ import pyvista as pv
 import trimesh
 from synth import CENTRE, MM_PER_PX, gradient_image, sphere_cap
 
+from face3d_mesh._atomic import write_atomically as _write_atomically
 from face3d_mesh.errors import OutputError, UsageError
-from face3d_mesh.export import EXPORTERS, _write_atomically, export_mesh
+from face3d_mesh.exporters import EXPORTERS, export_mesh
 from face3d_mesh.solid import make_solid
 from face3d_mesh.surface import depth_to_mesh
 
@@ -24,8 +25,9 @@ def photo():
 @pytest.fixture(scope="module")
 def mesh(photo):
     depth, mask, r = sphere_cap()
-    return depth_to_mesh(depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, image=photo,
-                         target_triangles=10_000)
+    return depth_to_mesh(
+        depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, image=photo, target_triangles=10_000
+    )
 
 
 def _listing(folder):
@@ -78,8 +80,9 @@ def test_ply_without_colours(tmp_path):
 
 def test_obj_with_texture(photo, tmp_path):
     depth, mask, r = sphere_cap()
-    mesh = depth_to_mesh(depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, image=photo,
-                         grid_step_px=2.0)
+    mesh = depth_to_mesh(
+        depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, image=photo, grid_step_px=2.0
+    )
     files = export_mesh(mesh, tmp_path / "face.obj", texture=photo)
     names = [f.name for f in files]
     assert names[-1] == "face.obj" and set(names) == {"face.obj", "face.mtl", "face_texture.png"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face3d_mesh.export import export_mesh
+from face3d_mesh.exporters import export_mesh
 from face3d_mesh.filtering import filter_depth
 from face3d_mesh.solid import make_solid
 from face3d_mesh.surface import depth_to_mesh
@@ -39,19 +39,27 @@ def main(repeats: int = 15) -> None:
         return out, 1e3 * min(times), 1e3 * float(np.median(times))
 
     filt, tf, tfm = best(lambda: filter_depth(depth, mask, mm_per_px=mpp))
-    mesh, tm, tmm = best(lambda: depth_to_mesh(filt, mm_per_px=mpp, origin_px=(512, 512),
-                                               image=image))
+    mesh, tm, tmm = best(
+        lambda: depth_to_mesh(filt, mm_per_px=mpp, origin_px=(512, 512), image=image)
+    )
     solid, ts, tsm = best(lambda: make_solid(mesh))
     print(f"filter_depth   best {tf:6.1f} ms  median {tfm:6.1f} ms")
-    print(f"depth_to_mesh  best {tm:6.1f} ms  median {tmm:6.1f} ms  "
-          f"({mesh.n_points} points, {mesh.n_cells} triangles)")
+    print(
+        f"depth_to_mesh  best {tm:6.1f} ms  median {tmm:6.1f} ms  "
+        f"({mesh.n_points} points, {mesh.n_cells} triangles)"
+    )
     print(f"filter + mesh  best {tf + tm:6.1f} ms")
     print(f"make_solid     best {ts:6.1f} ms  median {tsm:6.1f} ms  ({solid.n_cells} triangles)")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, m, tex in [("face.stl", mesh, None), ("face.ply", mesh, None),
-                             ("face.obj", mesh, image), ("solid.stl", solid, None)]:
-            files, te, _ = best(lambda m=m, name=name, tex=tex:
-                                export_mesh(m, Path(tmp) / name, texture=tex))
+        for name, m, tex in [
+            ("face.stl", mesh, None),
+            ("face.ply", mesh, None),
+            ("face.obj", mesh, image),
+            ("solid.stl", solid, None),
+        ]:
+            files, te, _ = best(
+                lambda m=m, name=name, tex=tex: export_mesh(m, Path(tmp) / name, texture=tex)
+            )
             sizes = ", ".join(f"{f.name} {f.stat().st_size / 1e6:.2f} MB" for f in files)
             print(f"export {name:9s} best {te:6.1f} ms  {sizes}")
 
