@@ -105,3 +105,16 @@ def test_face_index_and_no_face(astronaut_rgb):
         face3d_mesh.reconstruct(np.full((200, 200, 3), 100, np.uint8), depth="landmarks")
     with pytest.raises(UsageError, match="unknown depth backend"):
         face3d_mesh.reconstruct(astronaut_rgb, depth="sonar")
+
+
+def test_camera_and_pixel_to_mesh_agree_with_the_mesh(astronaut_rec):
+    rec = astronaut_rec
+    assert rec.camera["model"] == "orthographic" and rec.camera["mm_per_px"] == rec.mm_per_px
+    # Mesh vertices on pixel centres are exactly pixel_to_mesh of their pixel and depth.
+    v, u = np.nonzero(np.isfinite(rec.depth_mm))
+    expected = rec.pixel_to_mesh(u, v, rec.depth_mm[v, u])
+    pts = np.asarray(rec.mesh.points, dtype=np.float64)
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(pts).query(expected[:: max(1, len(expected) // 2000)])
+    assert np.median(dist) < 0.5 * rec.mm_per_px
