@@ -80,7 +80,9 @@ class BeitEncoder(nn.Module):
         self.hooks = tuple(hooks)
         self.window = tuple(model.patch_embed.grid_size)
         for s in range(4):
-            setattr(self, f"act_postprocess{s + 1}", make_reassemble(vit_features, features[s], s + 1))
+            setattr(
+                self, f"act_postprocess{s + 1}", make_reassemble(vit_features, features[s], s + 1)
+            )
         # per-instance cache of index tensors (they depend on the grid only); a race at
         # worst computes the same tensor twice
         self._index_cache: dict = {}

@@ -24,7 +24,12 @@ from torch import nn
 
 from ._blocks import FusionBlock, make_scratch, run_head_fp32
 
-__all__ = ["DepthAnythingV2", "DepthHead", "interpolate_pos_encoding", "build_depth_anything_v2_vits"]
+__all__ = [
+    "DepthAnythingV2",
+    "DepthHead",
+    "interpolate_pos_encoding",
+    "build_depth_anything_v2_vits",
+]
 
 
 def interpolate_pos_encoding(
@@ -64,7 +69,9 @@ def interpolate_pos_encoding(
         antialias=False,
     )
     if tuple(patch_pe.shape[-2:]) != tuple(grid):  # pragma: no cover - guarded by the 0.1
-        raise RuntimeError(f"position embedding resized to {tuple(patch_pe.shape[-2:])}, not {grid}")
+        raise RuntimeError(
+            f"position embedding resized to {tuple(patch_pe.shape[-2:])}, not {grid}"
+        )
     patch_pe = patch_pe.permute(0, 2, 3, 1).reshape(1, -1, dim)
     return torch.cat((cls_pe.unsqueeze(0), patch_pe), dim=1).to(dtype)
 

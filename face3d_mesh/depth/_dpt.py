@@ -48,7 +48,12 @@ class _NoParams(nn.Module):
 
 def make_reassemble(vit_features: int, features: int, stage: int) -> nn.Sequential:
     """``act_postprocess{stage}``: readout, (transpose), (unflatten), 1x1 conv, resample."""
-    layers = [ProjectReadout(vit_features), _NoParams(), _NoParams(), nn.Conv2d(vit_features, features, 1)]
+    layers = [
+        ProjectReadout(vit_features),
+        _NoParams(),
+        _NoParams(),
+        nn.Conv2d(vit_features, features, 1),
+    ]
     if stage == 1:
         layers.append(nn.ConvTranspose2d(features, features, kernel_size=4, stride=4, padding=0))
     elif stage == 2:
@@ -98,7 +103,9 @@ class ViTEncoder(nn.Module):
         self.model = model
         self.hooks = tuple(hooks)
         for s in range(4):
-            setattr(self, f"act_postprocess{s + 1}", make_reassemble(vit_features, features[s], s + 1))
+            setattr(
+                self, f"act_postprocess{s + 1}", make_reassemble(vit_features, features[s], s + 1)
+            )
 
     def _tokens(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         m = self.model

@@ -102,7 +102,9 @@ def create_model(name: str, weights: str | Path | None = None):
     try:
         model = build_architecture(spec)
     except ImportError as exc:
-        raise ModelError(f"cannot build {name}: {_one_line(exc)} (install torch and timm)") from None
+        raise ModelError(
+            f"cannot build {name}: {_one_line(exc)} (install torch and timm)"
+        ) from None
     if weights is not None:
         path = Path(weights).expanduser()
         _load_state(model, _read_checkpoint(path, spec), path, spec)
@@ -308,4 +310,3 @@ class DepthEstimator:
                 for j, i in enumerate(chunk):
                     results[i] = self._finish(pred[j : j + 1], images[i].shape[:2])
         return results
-

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import sys
 import tempfile
 import urllib.error
@@ -163,11 +162,11 @@ def download_weights(name: str, *, progress: bool = True, force: bool = False) -
     advice = f"download it elsewhere from {spec.url} and pass --weights PATH"
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, part_name = tempfile.mkstemp(
-            dir=dest.parent, prefix=dest.name + ".", suffix=".part"
-        )
+        fd, part_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     except OSError as exc:
-        raise ModelError(f"cannot write to the weights cache {dest.parent}: {_one_line(exc)}") from None
+        raise ModelError(
+            f"cannot write to the weights cache {dest.parent}: {_one_line(exc)}"
+        ) from None
     part = Path(part_name)
     try:
         digest = hashlib.sha256()
@@ -191,7 +190,7 @@ def download_weights(name: str, *, progress: bool = True, force: bool = False) -
                             bar.update(len(chunk))
                 finally:
                     bar.close()
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise ModelError(
                 f"could not download {spec.name} weights ({_one_line(reason)}); "
