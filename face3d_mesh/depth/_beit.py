@@ -79,6 +79,12 @@ class BeitEncoder(nn.Module):
         self.model = model
         self.hooks = tuple(hooks)
         self.window = tuple(model.patch_embed.grid_size)
+        # timm's own non-persistent buffers are not used here (the index is rebuilt for
+        # each grid, the key bias is zero); dropping them keeps the module free of state
+        # that is not in the checkpoint (and lets it be built on the meta device)
+        for blk in model.blocks:
+            for buf in ("relative_position_index", "k_bias"):
+                blk.attn._buffers.pop(buf, None)
         for s in range(4):
             setattr(
                 self, f"act_postprocess{s + 1}", make_reassemble(vit_features, features[s], s + 1)

@@ -49,7 +49,7 @@ def _read_checkpoint(path: Path, spec: ModelSpec) -> dict:
     return state
 
 
-def _load_state(model, state: dict, path: Path, spec: ModelSpec) -> None:
+def _load_state(model, state: dict, path: Path, spec: ModelSpec, *, assign: bool = False):
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -67,10 +67,29 @@ def _load_state(model, state: dict, path: Path, spec: ModelSpec) -> None:
                 f"{tuple(own[k].shape)})"
             )
         raise ModelError(f"weights {path} do not fit {spec.name}: " + "; ".join(parts))
+    if assign:  # keep the module's dtypes (a half-precision file still gives float32)
+        state = {
+            k: v.to(own[k].dtype) if v.dtype != own[k].dtype else v for k, v in state.items()
+        }
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as exc:  # pragma: no cover - checked above
         raise ModelError(f"weights {path} do not fit {spec.name}: {_one_line(exc)}") from None
+
+
+def _build_empty(spec: ModelSpec):
+    """The architecture on the meta device (no memory, no random init), or None."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = build_architecture(spec)
+    except Exception:  # pragma: no cover - fall back to a normal build
+        return None
+    persistent = set(model.state_dict())
+    if any(name not in persistent for name, _ in model.named_buffers()):
+        return None  # a buffer the checkpoint cannot fill
+    return model
 
 
 def create_model(name: str, weights: str | Path | None = None):
@@ -99,15 +118,23 @@ def create_model(name: str, weights: str | Path | None = None):
         weights file.
     """
     spec = get_spec(name)
+    state = path = None
+    if weights is not None:
+        path = Path(weights).expanduser()
+        state = _read_checkpoint(path, spec)
     try:
-        model = build_architecture(spec)
+        # with a checkpoint, build on the meta device and adopt its tensors: no random
+        # initialisation of hundreds of millions of parameters, no second copy in memory
+        model = _build_empty(spec) if state is not None else None
+        assign = model is not None
+        if model is None:
+            model = build_architecture(spec)
     except ImportError as exc:
         raise ModelError(
             f"cannot build {name}: {_one_line(exc)} (install torch and timm)"
         ) from None
-    if weights is not None:
-        path = Path(weights).expanduser()
-        _load_state(model, _read_checkpoint(path, spec), path, spec)
+    if state is not None:
+        _load_state(model, state, path, spec, assign=assign)
     return model.eval()
 
 
