@@ -116,7 +116,8 @@ class BeitEncoder(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         return attn.proj(out.transpose(1, 2).reshape(b, n, c))
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Raw block outputs after the ``hooks`` blocks: ``(B, 1 + h*w, C)``, cls first."""
         m = self.model
         grid = (x.shape[2] // 16, x.shape[3] // 16)
         t = m.patch_embed.proj(x).flatten(2).transpose(1, 2)
@@ -132,6 +133,11 @@ class BeitEncoder(nn.Module):
             t = t + blk.gamma_2 * blk.mlp(blk.norm2(t))
             if i in self.hooks:
                 taps.append(t)
+        return taps
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        grid = (x.shape[2] // 16, x.shape[3] // 16)
+        taps = self.taps(x)
         return [
             apply_reassemble(getattr(self, f"act_postprocess{s + 1}"), taps[s], grid)
             for s in range(4)

@@ -130,25 +130,30 @@ class DepthAnythingV2(nn.Module):
     def __init__(self, vit: nn.Module, *, taps, features: int, out_channels) -> None:
         super().__init__()
         self.pretrained = vit
-        self.taps = tuple(taps)
+        self.tap_blocks = tuple(taps)
         self.depth_head = DepthHead(vit.embed_dim, features=features, out_channels=out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised image -> ``(B, 14*(H//14), 14*(W//14))`` inverse depth."""
+    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Normed patch tokens ``(B, h*w, C)`` after the ``taps`` blocks (cls dropped)."""
         m = self.pretrained
         grid = (x.shape[2] // 14, x.shape[3] // 14)
         t = m.patch_embed.proj(x).flatten(2).transpose(1, 2)
         t = torch.cat((m.cls_token.expand(t.shape[0], -1, -1), t), dim=1)
         t = t + interpolate_pos_encoding(m.pos_embed, grid, (x.shape[2], x.shape[3])).to(t.dtype)
         outs = []
-        last = max(self.taps)
+        last = max(self.tap_blocks)
         for i, blk in enumerate(m.blocks):
             if i > last:
                 break
             t = blk(t)
-            if i in self.taps:
+            if i in self.tap_blocks:
                 outs.append(m.norm(t)[:, 1:])
-        depth = self.depth_head(outs, grid)
+        return outs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` normalised image -> ``(B, 14*(H//14), 14*(W//14))`` inverse depth."""
+        grid = (x.shape[2] // 14, x.shape[3] // 14)
+        depth = self.depth_head(self.taps(x), grid)
         return F.relu(depth).squeeze(1)
 
 

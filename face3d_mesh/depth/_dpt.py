@@ -124,9 +124,14 @@ class ViTEncoder(nn.Module):
                 taps.append(t)
         return taps
 
+    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Raw backbone taps: ``(B, 1 + h*w, C)`` token tensors (cls first)."""
+        grid = (x.shape[2] // 16, x.shape[3] // 16)
+        return self._run_blocks(self._tokens(x, grid))
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         grid = (x.shape[2] // 16, x.shape[3] // 16)
-        taps = self._run_blocks(self._tokens(x, grid))
+        taps = self.taps(x)
         return [
             apply_reassemble(getattr(self, f"act_postprocess{s + 1}"), taps[s], grid)
             for s in range(4)
@@ -143,7 +148,8 @@ class HybridViTEncoder(ViTEncoder):
         self.act_postprocess3 = make_reassemble(vit_features, features[2], 3)
         self.act_postprocess4 = make_reassemble(vit_features, features[3], 4)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """ResNet stage 1 and 2 maps, then the two ViT block outputs (tokens, cls first)."""
         m = self.model
         grid = (x.shape[2] // 16, x.shape[3] // 16)
         backbone = m.patch_embed.backbone
@@ -154,12 +160,16 @@ class HybridViTEncoder(ViTEncoder):
         t = m.patch_embed.proj(y).flatten(2).transpose(1, 2)
         t = torch.cat((m.cls_token.expand(t.shape[0], -1, -1), t), dim=1)
         t = t + resize_pos_embed(m.pos_embed, grid).to(t.dtype)
-        taps = self._run_blocks(t)
+        return [stage1, stage2, *self._run_blocks(t)]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        grid = (x.shape[2] // 16, x.shape[3] // 16)
+        stage1, stage2, tap3, tap4 = self.taps(x)
         return [
             stage1,
             stage2,
-            apply_reassemble(self.act_postprocess3, taps[0], grid),
-            apply_reassemble(self.act_postprocess4, taps[1], grid),
+            apply_reassemble(self.act_postprocess3, tap3, grid),
+            apply_reassemble(self.act_postprocess4, tap4, grid),
         ]
 
 

@@ -68,9 +68,7 @@ def _load_state(model, state: dict, path: Path, spec: ModelSpec, *, assign: bool
             )
         raise ModelError(f"weights {path} do not fit {spec.name}: " + "; ".join(parts))
     if assign:  # keep the module's dtypes (a half-precision file still gives float32)
-        state = {
-            k: v.to(own[k].dtype) if v.dtype != own[k].dtype else v for k, v in state.items()
-        }
+        state = {k: v.to(own[k].dtype) if v.dtype != own[k].dtype else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as exc:  # pragma: no cover - checked above
