@@ -286,21 +286,20 @@ def test_estimator_threads(small_weights):
 
 def test_offline_without_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    torch.hub.set_dir(str(tmp_path / "torch_home" / "hub"))
-    try:
-        assert cached_weights_path("midas_v21_small_256") is None
-        start = time.monotonic()
-        with pytest.raises(ModelError) as err:
-            load_estimator("midas_v21_small_256")
-        assert time.monotonic() - start < 5
-        msg = str(err.value)
-        assert "face3d-mesh models download midas_v21_small_256" in msg
-        assert "--weights" in msg and "\n" not in msg
-        rows = list_models()
-        assert [r.name for r in rows] == list(ALL)
-        assert not any(r.cached for r in rows)
-    finally:
-        torch.hub.set_dir(os.path.join(os.path.expanduser("~"), ".cache", "torch", "hub"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    assert cached_weights_path("midas_v21_small_256") is None
+    start = time.monotonic()
+    with pytest.raises(ModelError) as err:
+        load_estimator("midas_v21_small_256")
+    assert time.monotonic() - start < 5
+    msg = str(err.value)
+    assert "face3d-mesh models download midas_v21_small_256" in msg
+    assert "--weights" in msg and "\n" not in msg
+    assert str(tmp_path / "torch_home") in msg
+    rows = list_models()
+    assert [r.name for r in rows] == list(ALL)
+    assert not any(r.cached for r in rows)
+    assert all(str(r.path).startswith(str(tmp_path)) for r in rows)
 
 
 def test_device_choice():
