@@ -30,6 +30,9 @@ __all__ = [
     "download_weights",
     "cached_weights_path",
     "fuse_relative_depth",
+    "DepthEstimator",
+    "ModelInfo",
+    "FusionInfo",
 ]
 
 _LAZY = {
@@ -40,6 +43,9 @@ _LAZY = {
     "download_weights": "._weights",
     "cached_weights_path": "._weights",
     "fuse_relative_depth": "._fusion",
+    "DepthEstimator": "._estimator",
+    "ModelInfo": "._weights",
+    "FusionInfo": "._fusion",
 }
 
 

@@ -198,6 +198,11 @@ def download_weights(name: str, *, progress: bool = True, force: bool = False) -
             ) from None
         except OSError as exc:
             raise ModelError(f"could not save {spec.name} weights: {_one_line(exc)}") from None
+        if spec.size_bytes is None and received < spec.approx_size_bytes // 2:
+            raise ModelError(
+                f"download of {spec.name} too small ({received} bytes, expected about "
+                f"{spec.approx_size_bytes}); try again or {advice}"
+            )
         if spec.size_bytes is not None and received != spec.size_bytes:
             raise ModelError(
                 f"download of {spec.name} incomplete or wrong: {received} bytes, expected "
