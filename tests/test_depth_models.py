@@ -108,6 +108,7 @@ def test_layout_strict_load_forward(name, published_keys, tmp_path_factory):
             state[f"pretrained.model.blocks.{i}.attn.relative_position_index"] = (
                 relative_position_index((32, 32))
             )
+        model.load_state_dict(state, strict=True)  # a reference state_dict loads directly
     path = tmp_path_factory.mktemp(name) / f"{name}.pt"
     torch.save(state, path)
     del model
@@ -326,3 +327,16 @@ def test_import_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_bfloat16_autocast_keeps_head_fp32(small_weights):
+    name = "midas_v21_small_256"
+    ref = load_estimator(name, weights=small_weights[name])
+    low = load_estimator(name, weights=small_weights[name], precision="bfloat16")
+    assert low.dtype == torch.bfloat16
+    rgb = _rgb(96, 128, seed=9)
+    a, b = ref.predict(rgb), low.predict(rgb)
+    assert b.dtype == np.float32 and np.isfinite(b).all()
+    assert np.median(np.abs(a - b)) < 0.05 * np.median(np.abs(a))
+    with pytest.raises(ModelError):  # float16 needs a GPU
+        load_estimator(name, weights=small_weights[name], precision="float16")

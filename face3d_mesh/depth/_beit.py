@@ -71,6 +71,12 @@ def strip_checkpoint_buffers(state_dict: dict) -> dict:
     return {k: v for k, v in state_dict.items() if not k.endswith("relative_position_index")}
 
 
+def _drop_index_keys(state_dict, prefix, *args) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if key.endswith("relative_position_index"):
+            del state_dict[key]
+
+
 class BeitEncoder(nn.Module):
     """timm BEiT (``model``) plus the four reassemble stages of MiDaS."""
 
@@ -89,6 +95,9 @@ class BeitEncoder(nn.Module):
             setattr(
                 self, f"act_postprocess{s + 1}", make_reassemble(vit_features, features[s], s + 1)
             )
+        # a published / reference state_dict carries the index buffers: drop them on load,
+        # so that ``load_state_dict(checkpoint, strict=True)`` works directly too
+        self._register_load_state_dict_pre_hook(_drop_index_keys)
         # per-instance cache of index tensors (they depend on the grid only); a race at
         # worst computes the same tensor twice
         self._index_cache: dict = {}
