@@ -127,3 +127,16 @@ def test_robust_line_fit_with_leverage_outliers():
     assert a == pytest.approx(2.5, abs=2e-3)
     assert b == pytest.approx(-3.0, abs=1e-2)
     assert sigma == pytest.approx(0.01, rel=0.2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 11])
+@pytest.mark.parametrize("dist", [350.0, 900.0])
+def test_auto_fit_is_stable_across_seeds(seed, dist):
+    mask, z, rng = _face(seed)
+    s, t = 2e-6, 1e-4
+    d = (1.0 / (z + dist) - t) / s
+    d_noisy = _with_outliers(d, mask, rng, frac=0.15)
+    for fusion_seed in (0, seed):
+        _, info = fuse_relative_depth(d_noisy, np.where(mask, z, np.nan), mask, seed=fusion_seed)
+        assert info.residual_median_mm < 0.1
+        assert 0.8 <= info.inlier_fraction <= 0.87

@@ -97,7 +97,7 @@ def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, 
 
 def _lmeds_start(x: np.ndarray, y: np.ndarray, *, trials: int = 300, seed: int = 0):
     """Least-median-of-squares line from random point pairs (robust to leverage points)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng((seed, 3))
     n = x.size
     sub = rng.choice(n, size=min(n, 4000), replace=False) if n > 4000 else np.arange(n)
     xs, ys = x[sub], y[sub]
@@ -126,6 +126,7 @@ def robust_line_fit(
     *,
     tukey_c: float = 4.685,
     max_iter: int = 100,
+    trials: int = 300,
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """Robust ``y ~ a * x + b``: least-median-of-squares start, then Tukey-biweight IRLS.
@@ -146,7 +147,7 @@ def robust_line_fit(
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    a, b = _lmeds_start(x, y, seed=seed)
+    a, b = _lmeds_start(x, y, trials=trials, seed=seed)
     for _ in range(max_iter):
         r = y - (a * x + b)
         sigma = 1.4826 * float(np.median(np.abs(r - np.median(r))))
@@ -173,8 +174,8 @@ def _predict(space: str, a: float, b: float, d: np.ndarray, dist: float | None) 
     return z
 
 
-def _fit_inverse(d: np.ndarray, z: np.ndarray, dist: float):
-    a, b, _ = robust_line_fit(d, 1.0 / (z + dist))
+def _fit_inverse(d: np.ndarray, z: np.ndarray, dist: float, *, trials: int = 300):
+    a, b, _ = robust_line_fit(d, 1.0 / (z + dist), trials=trials)
     r = z - _predict("inverse_depth", a, b, d, dist)
     r = np.where(np.isfinite(r), np.abs(r), np.inf)
     return a, b, float(np.median(r))
@@ -266,7 +267,7 @@ def fuse_relative_depth(
     d_all = d_img[valid]
     z_all = z_img[valid]
     if n_valid > max_samples:
-        pick = np.random.default_rng(seed).choice(n_valid, size=max_samples, replace=False)
+        pick = np.random.default_rng((seed, 1)).choice(n_valid, size=max_samples, replace=False)
         d_fit, z_fit = d_all[pick], z_all[pick]
     else:
         d_fit, z_fit = d_all, z_all
@@ -283,18 +284,21 @@ def fuse_relative_depth(
         else:
             dists = list(np.geomspace(lo, max(5000.0, 2 * lo), 24))
         # search D on a small subset, then fit with all samples at the chosen D
-        n_search = min(d_fit.size, 5000)
-        d_s, z_s = d_fit[:n_search], z_fit[:n_search]
+        if d_fit.size > 3000:  # a random (not raster-ordered) subset
+            sub = np.random.default_rng((seed, 2)).choice(d_fit.size, size=3000, replace=False)
+            d_s, z_s = d_fit[sub], z_fit[sub]
+        else:
+            d_s, z_s = d_fit, z_fit
         best = None
         for dist in dists:
-            a, b, med = _fit_inverse(d_s, z_s, dist)
+            a, b, med = _fit_inverse(d_s, z_s, dist, trials=60)
             if best is None or med < best[0]:
                 best = (med, "inverse_depth", a, b, float(dist))
         if camera_distance_mm is None and best is not None:  # refine around the best
             i = dists.index(best[4])
             lo_r, hi_r = dists[max(i - 1, 0)], dists[min(i + 1, len(dists) - 1)]
             for dist in np.linspace(lo_r, hi_r, 9):
-                a, b, med = _fit_inverse(d_s, z_s, float(dist))
+                a, b, med = _fit_inverse(d_s, z_s, float(dist), trials=60)
                 if med < best[0]:
                     best = (med, "inverse_depth", a, b, float(dist))
         a, b, med = _fit_inverse(d_fit, z_fit, best[4])
