@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="list the faces found and how the scale would be set")
     p.add_argument("photo")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--depth", choices=["auto", "landmarks", "midas", "fused"], default="auto")
+    p.add_argument("--model", dest="depth_model", default=ReconstructionConfig().depth_model)
+    p.add_argument("--weights", default=None, metavar="PATH")
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
 
     p = sub.add_parser("view", help="interactive 3D viewer (or --screenshot headless)")
@@ -381,6 +384,7 @@ def _cmd_info(args):
                 "scale_detail": scale.detail,
             }
         )
+    depth_line = _depth_plan(args)
     if args.json:
         print(
             json.dumps(
@@ -389,6 +393,7 @@ def _cmd_info(args):
                     "width": image.shape[1],
                     "height": image.shape[0],
                     "faces": rows,
+                    "depth": depth_line,
                 },
                 indent=1,
             )
@@ -405,7 +410,27 @@ def _cmd_info(args):
             f"    scale: {row['mm_per_px']:.4g} mm/px from {row['scale_detail']} "
             f"(±{100 * row['scale_uncertainty']:.0f}%)"
         )
+    print(f"  depth: {depth_line}")
     return 0
+
+
+def _depth_plan(args) -> str:
+    """Which depth backend `export` would use with these options (nothing is run)."""
+    from .depth import cached_weights_path
+
+    model = args.depth_model
+    if args.depth == "landmarks":
+        return "landmarks (MediaPipe 3D landmarks)"
+    path = args.weights or cached_weights_path(model)
+    backend = "fused" if args.depth == "auto" else args.depth
+    if path:
+        return f"{backend} with {model} ({path}); export reports the fit residual"
+    if args.depth == "auto":
+        return (
+            f"landmarks (no weights for {model}: run 'face3d-mesh models download "
+            f"{model}' or pass --weights PATH for neural depth)"
+        )
+    return f"{backend} with {model}: weights will be downloaded on first use"
 
 
 def _cmd_view(args):
