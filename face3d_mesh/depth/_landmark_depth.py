@@ -47,7 +47,7 @@ _OVERROTATION_BETA = 1.0
 # Weight of the tangent-plane (curved) part of the interpolant, and how far beyond its
 # corners' depth range a triangle may bend, as a fraction of that range.
 _PHONG_ALPHA = 0.75
-_PHONG_CLAMP = 0.5
+_PHONG_CLAMP = 0.0
 
 #: Left/right landmark pairs of MediaPipe's 468-point face mesh (subject's right, subject's
 #: left); the 28 landmarks on the midline map to themselves. The pairing maps each eye,
@@ -112,6 +112,41 @@ def _mesh_with_holes_closed(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         triangles.append(fan)
         next_index += 1
     return np.concatenate(vertices), np.concatenate(triangles)
+
+
+@lru_cache(maxsize=1)
+def _orientation_flips() -> np.ndarray:
+    """Which triangles of the closed mesh to reverse so that all share one winding (the
+    mesh is a disk, so it is orientable): breadth-first over shared edges."""
+    from collections import deque
+
+    _, triangles = _mesh_with_holes_closed(np.zeros((478, 3)))
+    by_edge: dict[frozenset, list[int]] = {}
+    for t, tri in enumerate(triangles):
+        for k in range(3):
+            by_edge.setdefault(frozenset((tri[k], tri[(k + 1) % 3])), []).append(t)
+    flip = np.zeros(len(triangles), bool)
+    seen = np.zeros(len(triangles), bool)
+    for start in range(len(triangles)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        queue = deque([start])
+        while queue:
+            t = queue.popleft()
+            tri = triangles[t][::-1] if flip[t] else triangles[t]
+            for k in range(3):
+                a, b = tri[k], tri[(k + 1) % 3]
+                for n in by_edge[frozenset((a, b))]:
+                    if n == t or seen[n]:
+                        continue
+                    other = list(triangles[n])
+                    i = other.index(a)
+                    # a consistently wound neighbour runs the shared edge the other way
+                    flip[n] = other[(i + 1) % 3] == b
+                    seen[n] = True
+                    queue.append(n)
+    return flip
 
 
 @lru_cache(maxsize=1)
@@ -228,8 +263,9 @@ def rasterize_landmark_depth(
     -------
     numpy.ndarray
         H×W float32: depth at every pixel centre covered by the face mesh (the face oval,
-        eyes and mouth included), in the units of ``points[:, 2]``, NaN elsewhere. Where
-        several triangles cover a pixel the smallest depth (nearest) is kept.
+        eyes and mouth included, and every pixel of the face-oval mask of
+        :func:`~face3d_mesh.mask.face_mask`), in the units of ``points[:, 2]``, NaN
+        elsewhere. Where several triangles cover a pixel the smallest depth (nearest) wins.
     """
     height, width = int(shape[0]), int(shape[1])
     pts = np.array(points, dtype=np.float64, copy=True)
@@ -245,8 +281,32 @@ def rasterize_landmark_depth(
         pts = _symmetrized(pts)
 
     vertices, triangles = _mesh_with_holes_closed(pts)
+    flip = _orientation_flips()
+    triangles[flip] = triangles[flip][:, ::-1]
     grad = _vertex_gradients(vertices) if smooth else None
-    return _rasterize(vertices, triangles, grad, height, width)
+    depth = _rasterize(vertices, triangles, grad, height, width)
+    return _fill_oval_rim(depth, pts)
+
+
+def _fill_oval_rim(depth: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Give a depth to the pixels of the face-oval mask (:func:`~face3d_mesh.mask.face_mask`)
+    that the triangles just miss: the mask's polygon fill takes in pixels whose centres lie
+    up to about a pixel outside the oval. Each takes the mean of its covered neighbours."""
+    import cv2
+
+    from ..mask import face_mask
+
+    missing = face_mask(points, depth.shape) & ~np.isfinite(depth)
+    for _ in range(3):
+        if not missing.any():
+            break
+        valid = np.isfinite(depth)
+        total = cv2.blur(np.where(valid, depth, 0.0).astype(np.float32), (3, 3))
+        weight = cv2.blur(valid.astype(np.float32), (3, 3))
+        fill = missing & (weight > 0)
+        depth[fill] = total[fill] / weight[fill]
+        missing &= ~fill
+    return depth
 
 
 def _rasterize(vertices, triangles, grad, height, width):
@@ -284,11 +344,14 @@ def _rasterize(vertices, triangles, grad, height, width):
     zmin, zmax = zc.min(axis=1), zc.max(axis=1)
     q[:, 6], q[:, 7] = zmin, zmax
     if grad is not None:
+        # Triangles folded over in the image (wound against the majority: the far side of a
+        # turned head, hidden behind the near side) stay flat.
+        front = np.sign(det) == np.sign(np.sum(det))
         # Phong tessellation on a height field: blend the three vertices' tangent planes
         # with the barycentric weights, sum_k l_k (g_k . (p - p_k)). Linear functions are
         # reproduced exactly, vertices are interpolated, and along an edge only that edge's
         # two vertices matter, so neighbouring patches meet without seams.
-        g = grad[triangles]  # (T, 3, 2)
+        g = grad[triangles] * front[:, None, None]  # (T, 3, 2)
         gx, gy = _PHONG_ALPHA * g[:, :, 0], _PHONG_ALPHA * g[:, :, 1]
         h = gx * x + gy * y
         q[:, 0] -= (c * h).sum(axis=1)
@@ -297,7 +360,7 @@ def _rasterize(vertices, triangles, grad, height, width):
         q[:, 3] = (a * gx).sum(axis=1)
         q[:, 4] = (a * gy + b * gx).sum(axis=1)
         q[:, 5] = (b * gy).sum(axis=1)
-        margin = _PHONG_CLAMP * (zmax - zmin)
+        margin = _PHONG_CLAMP * (zmax - zmin) * front
         q[:, 6] -= margin
         q[:, 7] += margin
 
