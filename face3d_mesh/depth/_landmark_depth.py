@@ -37,10 +37,11 @@ import numpy as np
 
 __all__ = ["rasterize_landmark_depth", "MIRROR_PAIRS", "mirror_permutation"]
 
-#: Default lens when the focal length is unknown: 50 mm equivalent (36 mm frame width on the
-#: image's long side). A conservative guess: it under-corrects wide-angle photos rather than
-#: over-correcting telephoto ones.
-DEFAULT_FOCAL_35MM = 50.0
+#: Default focal length when it is unknown, as a multiple of the face's size in pixels (the
+#: geometric mean of the landmarks' bounding box, about 125 mm on an adult): the camera at
+#: about 3 face sizes, ~38 cm, as in a phone photo at arm's length. Tied to the face rather
+#: than to the grid, so that it means the same on a whole photo and on a crop of it.
+DEFAULT_FOCAL_PER_FACE_SIZE = 3.0
 # Strength of the perspective over-rotation model (dimensionless; ~1 from the horizontal
 # curvature of a face relative to its size).
 _OVERROTATION_BETA = 1.0
@@ -191,6 +192,12 @@ def _face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return centre, u, v
 
 
+def _face_size_px(points: np.ndarray) -> float:
+    """Geometric mean of the width and height of the landmarks' bounding box, pixels."""
+    lo, hi = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+    return math.sqrt(max(hi[0] - lo[0], 1e-6) * max(hi[1] - lo[1], 1e-6))
+
+
 def _perspective_corrected(
     points: np.ndarray, focal_px: float, principal_point: tuple[float, float]
 ) -> np.ndarray:
@@ -201,10 +208,7 @@ def _perspective_corrected(
     b = (centre[1] - principal_point[1]) / focal_px
     out[:, 2] -= a * (points[:, 0] - centre[0]) + b * (points[:, 1] - centre[1])
     # 2. undo the perspective over-rotation about the vertical face axis
-    x0, y0 = points[:468, 0].min(), points[:468, 1].min()
-    x1, y1 = points[:468, 0].max(), points[:468, 1].max()
-    size_px = math.sqrt(max(x1 - x0, 1e-6) * max(y1 - y0, 1e-6))
-    gain = 1.0 / (1.0 + _OVERROTATION_BETA * size_px / focal_px)
+    gain = 1.0 / (1.0 + _OVERROTATION_BETA * _face_size_px(points) / focal_px)
     design = np.column_stack([u[:468], v[:468], np.ones(468)])
     slope_u = np.linalg.lstsq(design, out[:468, 2], rcond=None)[0][0]
     out[:, 2] -= (1.0 - gain) * slope_u * u
@@ -246,12 +250,13 @@ def rasterize_landmark_depth(
     shape : tuple of int
         (H, W) of the output grid.
     focal_px : float, optional, keyword-only
-        Focal length of the camera in pixels of this grid. Default: a 50 mm-equivalent lens
-        on a frame of ``shape`` (right when the grid is the whole photo; when rasterising
-        on a crop, pass the photo's focal length times the crop's scale).
+        Focal length of the camera in pixels of this grid (on a crop: the photo's focal
+        length times the crop's scale). Default: :data:`DEFAULT_FOCAL_PER_FACE_SIZE` times
+        the face's size in pixels (a phone photo at arm's length).
     principal_point : (float, float), optional, keyword-only
-        Principal point (x, y) in pixels of this grid. Default: the centre of ``shape``
-        (again, map the photo's centre into the crop when rasterising on a crop).
+        Principal point (x, y) in pixels of this grid (on a crop: the photo's centre mapped
+        into the crop). Default: the centre of ``shape``, right for a whole photo; on a crop
+        centred on the face it makes the viewing-ray correction a no-op.
     perspective : bool, keyword-only
         Apply the perspective corrections (viewing-ray frame, over-rotation).
     symmetric : bool, keyword-only
@@ -273,7 +278,7 @@ def rasterize_landmark_depth(
         raise ValueError(f"points must be (478, 3), got {pts.shape}")
     if perspective:
         if focal_px is None:
-            focal_px = DEFAULT_FOCAL_35MM / 36.0 * max(height, width)
+            focal_px = DEFAULT_FOCAL_PER_FACE_SIZE * _face_size_px(pts)
         if principal_point is None:
             principal_point = ((width - 1) / 2.0, (height - 1) / 2.0)
         pts = _perspective_corrected(pts, float(focal_px), principal_point)
