@@ -37,10 +37,12 @@ import numpy as np
 
 __all__ = ["rasterize_landmark_depth", "MIRROR_PAIRS", "mirror_permutation"]
 
-#: Default focal length when it is unknown, as a multiple of the face's size in pixels (the
-#: geometric mean of the landmarks' bounding box, about 125 mm on an adult): the camera at
-#: about 3 face sizes, ~38 cm, as in a phone photo at arm's length. Tied to the face rather
-#: than to the grid, so that it means the same on a whole photo and on a crop of it.
+#: Default focal length when it is unknown: the larger of two guesses. The lens: a 50 mm
+#: equivalent (36 mm frame width on the grid's long side), right for a whole photo. The
+#: distance: the camera about 3 face sizes away (the face's size in pixels is the geometric
+#: mean of the landmarks' bounding box, about 125 mm on an adult; 3 sizes ~ 38 cm, a phone
+#: photo at arm's length), which still holds on a crop, where the first guess means nothing.
+DEFAULT_FOCAL_35MM = 50.0
 DEFAULT_FOCAL_PER_FACE_SIZE = 3.0
 # Strength of the perspective over-rotation model (dimensionless; ~1 from the horizontal
 # curvature of a face relative to its size).
@@ -251,8 +253,8 @@ def rasterize_landmark_depth(
         (H, W) of the output grid.
     focal_px : float, optional, keyword-only
         Focal length of the camera in pixels of this grid (on a crop: the photo's focal
-        length times the crop's scale). Default: :data:`DEFAULT_FOCAL_PER_FACE_SIZE` times
-        the face's size in pixels (a phone photo at arm's length).
+        length times the crop's scale). Default: the larger of a 50 mm-equivalent lens on
+        ``shape`` and :data:`DEFAULT_FOCAL_PER_FACE_SIZE` times the face's size in pixels.
     principal_point : (float, float), optional, keyword-only
         Principal point (x, y) in pixels of this grid (on a crop: the photo's centre mapped
         into the crop). Default: the centre of ``shape``, right for a whole photo; on a crop
@@ -278,7 +280,10 @@ def rasterize_landmark_depth(
         raise ValueError(f"points must be (478, 3), got {pts.shape}")
     if perspective:
         if focal_px is None:
-            focal_px = DEFAULT_FOCAL_PER_FACE_SIZE * _face_size_px(pts)
+            focal_px = max(
+                DEFAULT_FOCAL_35MM / 36.0 * max(height, width),
+                DEFAULT_FOCAL_PER_FACE_SIZE * _face_size_px(pts),
+            )
         if principal_point is None:
             principal_point = ((width - 1) / 2.0, (height - 1) / 2.0)
         pts = _perspective_corrected(pts, float(focal_px), principal_point)
