@@ -146,9 +146,7 @@ def test_mirror_pairs():
         return sorted({i for edge in connections for i in edge})
 
     assert sorted(perm[indices(fmc.FACEMESH_LEFT_EYE)]) == indices(fmc.FACEMESH_RIGHT_EYE)
-    assert sorted(perm[indices(fmc.FACEMESH_LEFT_EYEBROW)]) == indices(
-        fmc.FACEMESH_RIGHT_EYEBROW
-    )
+    assert sorted(perm[indices(fmc.FACEMESH_LEFT_EYEBROW)]) == indices(fmc.FACEMESH_RIGHT_EYEBROW)
     assert sorted(perm[indices(fmc.FACEMESH_LIPS)]) == indices(fmc.FACEMESH_LIPS)
     assert sorted(perm[indices(fmc.FACEMESH_FACE_OVAL)]) == indices(fmc.FACEMESH_FACE_OVAL)
     edges = {frozenset(e) for e in fmc.FACEMESH_TESSELATION}
