@@ -124,7 +124,7 @@ def test_fast_enough_on_a_512_crop(sample):
     pts[:, :2] = (pts[:, :2] - (lo + hi) / 2) * scale + 255.5
     pts[:, 2] *= scale
     rasterize_landmark_depth(pts, (512, 512))
-    best = min(_timed(lambda: rasterize_landmark_depth(pts, (512, 512))) for _ in range(5))
+    best = min(_timed(lambda: rasterize_landmark_depth(pts, (512, 512))) for _ in range(10))
     assert best <= 0.040
 
 
