@@ -1,19 +1,102 @@
 """Dense depth from MediaPipe's 3D landmarks (the offline ``landmarks`` backend).
 
-The 478 landmarks carry a depth each. They are interpolated over the face mesh's own
-triangulation (not a Delaunay triangulation of the points, which joins the upper and lower
-lips and the eyelids across their openings), piecewise linearly with barycentric weights,
-so the result never overshoots its landmarks. Where triangles fold over each other in the
-image (a turned head), the nearest surface wins, as in a z-buffer. The eye and mouth
-openings are closed with fans from their centroids. The faceting of a piecewise linear
-surface is then removed by a light Gaussian smoothing inside the mask.
+The 478 landmarks carry a depth each (MediaPipe's ``z``, in the pixel units of ``x``).
+Before they are interpolated, three corrections are applied, each physically motivated and
+free of per-subject tuning:
+
+1. **Viewing-ray frame** (perspective). MediaPipe sees a crop around the face and predicts
+   ``z`` along the ray from the camera to the face, as if the face sat on the optical axis.
+   Ground-truth depth is measured along the optical axis. For a face seen off-axis, at an
+   angle ``(a, b) = (u_c - c_x, v_c - c_y) / f`` from the principal point, the two frames
+   differ by a rotation, to first order the shear ``z_axis = z_ray - a (x - u_c) - b (y - v_c)``.
+2. **Perspective over-rotation**. Seen through a short lens, the near half of a turned face
+   is magnified and the far half shrunk; a network that reasons in weak perspective reads
+   that as extra yaw. The lateral (eye-line) tilt of the landmarks is scaled by
+   ``1 / (1 + beta * size_px / f)``: no change for a distant camera, stronger for a close one.
+3. **Bilateral symmetry**. The landmark cloud is averaged with its own mirror image (left and
+   right landmarks swapped, rigidly aligned), which halves the independent left/right
+   errors of the depths while keeping the head's pose.
+
+Depths are then interpolated over the face mesh's own triangulation (not a Delaunay
+triangulation of the points, which would join the lips and eyelids across their openings).
+Inside each triangle the surface is a Phong-tessellation-style quadratic patch: the linear
+interpolant plus a blend of the vertices' tangent planes (vertex gradients from their 1-ring),
+so the surface bends smoothly across edges instead of being faceted; the bend is clamped to
+the triangle's own depth range (plus a fraction of it), so nothing spikes where landmarks
+nearly coincide (the lips). Where triangles fold over each other in the image (a turned
+head), the nearest surface wins, as in a z-buffer. The eye and mouth openings are closed with
+fans from their centroids.
 """
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import numpy as np
 
-__all__ = ["rasterize_landmark_depth"]
+__all__ = ["rasterize_landmark_depth", "MIRROR_PAIRS", "mirror_permutation"]
+
+#: Default focal length when it is unknown: the larger of two guesses. The lens: a 50 mm
+#: equivalent (36 mm frame width on the grid's long side), right for a whole photo. The
+#: distance: the camera about 3 face sizes away (the face's size in pixels is the geometric
+#: mean of the landmarks' bounding box, about 125 mm on an adult; 3 sizes ~ 38 cm, a phone
+#: photo at arm's length), which still holds on a crop, where the first guess means nothing.
+DEFAULT_FOCAL_35MM = 50.0
+DEFAULT_FOCAL_PER_FACE_SIZE = 3.0
+# Strength of the perspective over-rotation model (dimensionless; ~1 from the horizontal
+# curvature of a face relative to its size).
+_OVERROTATION_BETA = 1.0
+# Weight of the tangent-plane (curved) part of the interpolant, and how far beyond its
+# corners' depth range a triangle may bend, as a fraction of that range.
+_PHONG_ALPHA = 0.75
+_PHONG_CLAMP = 0.0
+
+#: Left/right landmark pairs of MediaPipe's 468-point face mesh (subject's right, subject's
+#: left); the 28 landmarks on the midline map to themselves. The pairing maps each eye,
+#: eyebrow, the lips and the face oval onto their mirror sets and preserves the mesh's edges
+#: (up to the diagonals of a few quads).
+MIRROR_PAIRS = (
+    (3, 248), (7, 249), (20, 250), (21, 251), (22, 252), (23, 253), (24, 254), (25, 255),
+    (26, 256), (27, 257), (28, 258), (29, 259), (30, 260), (31, 261), (32, 262), (33, 263),
+    (34, 264), (35, 265), (36, 266), (37, 267), (38, 268), (39, 269), (40, 270), (41, 271),
+    (42, 272), (43, 273), (44, 274), (45, 275), (46, 276), (47, 277), (48, 278), (49, 279),
+    (50, 280), (51, 281), (52, 282), (53, 283), (54, 284), (55, 285), (56, 286), (57, 287),
+    (58, 288), (59, 289), (60, 290), (61, 291), (62, 292), (63, 293), (64, 294), (65, 295),
+    (66, 296), (67, 297), (68, 298), (69, 299), (70, 300), (71, 301), (72, 302), (73, 303),
+    (74, 304), (75, 305), (76, 306), (77, 307), (78, 308), (79, 309), (80, 310), (81, 311),
+    (82, 312), (83, 313), (84, 314), (85, 315), (86, 316), (87, 317), (88, 318), (89, 319),
+    (90, 320), (91, 321), (92, 322), (93, 323), (95, 324), (96, 325), (97, 326), (98, 327),
+    (99, 328), (100, 329), (101, 330), (102, 331), (103, 332), (104, 333), (105, 334),
+    (106, 335), (107, 336), (108, 337), (109, 338), (110, 339), (111, 340), (112, 341),
+    (113, 342), (114, 343), (115, 344), (116, 345), (117, 346), (118, 347), (119, 348),
+    (120, 349), (121, 350), (122, 351), (123, 352), (124, 353), (125, 354), (126, 355),
+    (127, 356), (128, 357), (129, 358), (130, 359), (131, 360), (132, 361), (133, 362),
+    (134, 363), (135, 364), (136, 365), (137, 366), (138, 367), (139, 368), (140, 369),
+    (141, 370), (142, 371), (143, 372), (144, 373), (145, 374), (146, 375), (147, 376),
+    (148, 377), (149, 378), (150, 379), (153, 380), (154, 381), (155, 382), (156, 383),
+    (157, 384), (158, 385), (159, 386), (160, 387), (161, 388), (162, 389), (163, 390),
+    (165, 391), (166, 392), (167, 393), (169, 394), (170, 395), (171, 396), (172, 397),
+    (173, 398), (174, 399), (176, 400), (177, 401), (178, 402), (179, 403), (180, 404),
+    (181, 405), (182, 406), (183, 407), (184, 408), (185, 409), (186, 410), (187, 411),
+    (188, 412), (189, 413), (190, 414), (191, 415), (192, 416), (193, 417), (194, 418),
+    (196, 419), (198, 420), (201, 421), (202, 422), (203, 423), (204, 424), (205, 425),
+    (206, 426), (207, 427), (208, 428), (209, 429), (210, 430), (211, 431), (212, 432),
+    (213, 433), (214, 434), (215, 435), (216, 436), (217, 437), (218, 438), (219, 439),
+    (220, 440), (221, 441), (222, 442), (223, 443), (224, 444), (225, 445), (226, 446),
+    (227, 447), (228, 448), (229, 449), (230, 450), (231, 451), (232, 452), (233, 453),
+    (234, 454), (235, 455), (236, 456), (237, 457), (238, 458), (239, 459), (240, 460),
+    (241, 461), (242, 462), (243, 463), (244, 464), (245, 465), (246, 466), (247, 467),
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def mirror_permutation() -> np.ndarray:
+    """Index map ``i -> mirror(i)`` over the 468 mesh landmarks (an involution)."""
+    perm = np.arange(468)
+    for a, b in MIRROR_PAIRS:
+        perm[a], perm[b] = b, a
+    return perm
 
 
 def _mesh_with_holes_closed(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,62 +117,290 @@ def _mesh_with_holes_closed(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(vertices), np.concatenate(triangles)
 
 
-def rasterize_landmark_depth(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+@lru_cache(maxsize=1)
+def _orientation_flips() -> np.ndarray:
+    """Which triangles of the closed mesh to reverse so that all share one winding (the
+    mesh is a disk, so it is orientable): breadth-first over shared edges."""
+    from collections import deque
+
+    _, triangles = _mesh_with_holes_closed(np.zeros((478, 3)))
+    by_edge: dict[frozenset, list[int]] = {}
+    for t, tri in enumerate(triangles):
+        for k in range(3):
+            by_edge.setdefault(frozenset((tri[k], tri[(k + 1) % 3])), []).append(t)
+    flip = np.zeros(len(triangles), bool)
+    seen = np.zeros(len(triangles), bool)
+    for start in range(len(triangles)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        queue = deque([start])
+        while queue:
+            t = queue.popleft()
+            tri = triangles[t][::-1] if flip[t] else triangles[t]
+            for k in range(3):
+                a, b = tri[k], tri[(k + 1) % 3]
+                for n in by_edge[frozenset((a, b))]:
+                    if n == t or seen[n]:
+                        continue
+                    other = list(triangles[n])
+                    i = other.index(a)
+                    # a consistently wound neighbour runs the shared edge the other way
+                    flip[n] = other[(i + 1) % 3] == b
+                    seen[n] = True
+                    queue.append(n)
+    return flip
+
+
+@lru_cache(maxsize=1)
+def _closed_mesh_edges() -> np.ndarray:
+    """Directed edges (both directions) of the mesh with its holes closed, (E, 2)."""
+    _, triangles = _mesh_with_holes_closed(np.zeros((478, 3)))
+    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    edges = np.concatenate([edges, edges[:, ::-1]])
+    return np.unique(edges, axis=0)
+
+
+def _vertex_gradients(vertices: np.ndarray) -> np.ndarray:
+    """Image-plane depth gradient at every vertex: least squares over its 1-ring of the
+    directional slopes (each neighbour weighted by 1/distance², so near and far neighbours
+    count alike), lightly regularised."""
+    edges = _closed_mesh_edges()
+    i, j = edges[:, 0], edges[:, 1]
+    d = vertices[j, :2] - vertices[i, :2]
+    dz = vertices[j, 2] - vertices[i, 2]
+    w = 1.0 / np.maximum((d**2).sum(axis=1), 1e-6)
+    n = len(vertices)
+    a = np.zeros((n, 2, 2))
+    b = np.zeros((n, 2))
+    np.add.at(a, i, w[:, None, None] * d[:, :, None] * d[:, None, :])
+    np.add.at(b, i, (w * dz)[:, None] * d)
+    trace = a[:, 0, 0] + a[:, 1, 1]
+    a += (1e-3 * trace + 1e-12)[:, None, None] * np.eye(2)
+    return np.linalg.solve(a, b[:, :, None])[:, :, 0]
+
+
+def _face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre of the 468 mesh landmarks and every point's coordinates along the eye line
+    (u) and across it (v), pixels."""
+    from ..landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+
+    centre = points[:468, :2].mean(axis=0)
+    eye = points[LEFT_EYE_OUTER, :2] - points[RIGHT_EYE_OUTER, :2]
+    roll = math.atan2(eye[1], eye[0])
+    dx, dy = points[:, 0] - centre[0], points[:, 1] - centre[1]
+    u = dx * math.cos(roll) + dy * math.sin(roll)
+    v = -dx * math.sin(roll) + dy * math.cos(roll)
+    return centre, u, v
+
+
+def _face_size_px(points: np.ndarray) -> float:
+    """Geometric mean of the width and height of the landmarks' bounding box, pixels."""
+    lo, hi = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+    return math.sqrt(max(hi[0] - lo[0], 1e-6) * max(hi[1] - lo[1], 1e-6))
+
+
+def _perspective_corrected(
+    points: np.ndarray, focal_px: float, principal_point: tuple[float, float]
+) -> np.ndarray:
+    out = points.copy()
+    centre, u, v = _face_frame(points)
+    # 1. from the viewing ray's frame to the optical axis's frame
+    a = (centre[0] - principal_point[0]) / focal_px
+    b = (centre[1] - principal_point[1]) / focal_px
+    out[:, 2] -= a * (points[:, 0] - centre[0]) + b * (points[:, 1] - centre[1])
+    # 2. undo the perspective over-rotation about the vertical face axis
+    gain = 1.0 / (1.0 + _OVERROTATION_BETA * _face_size_px(points) / focal_px)
+    design = np.column_stack([u[:468], v[:468], np.ones(468)])
+    slope_u = np.linalg.lstsq(design, out[:468, 2], rcond=None)[0][0]
+    out[:, 2] -= (1.0 - gain) * slope_u * u
+    return out
+
+
+def _symmetrized(points: np.ndarray) -> np.ndarray:
+    """Average each landmark's depth with its mirror partner's, the mirrored cloud rigidly
+    aligned (Kabsch) to the original so that the head's pose is kept."""
+    x = points[:468]
+    m = x[mirror_permutation()] * np.array([-1.0, 1.0, 1.0])
+    mx, mm = x.mean(axis=0), m.mean(axis=0)
+    u, _, vt = np.linalg.svd((m - mm).T @ (x - mx))
+    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(vt.T @ u.T))])
+    rot = vt.T @ fix @ u.T
+    aligned = (m - mm) @ rot.T + mx
+    out = points.copy()
+    out[:468, 2] = 0.5 * (x[:, 2] + aligned[:, 2])
+    return out
+
+
+def rasterize_landmark_depth(
+    points: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    focal_px: float | None = None,
+    principal_point: tuple[float, float] | None = None,
+    perspective: bool = True,
+    symmetric: bool = True,
+    smooth: bool = True,
+) -> np.ndarray:
     """Interpolate landmark depths over the face mesh, per pixel.
 
     Parameters
     ----------
     points : numpy.ndarray
-        (478, 3) float: x, y in pixels of the target grid, z depth (any unit; larger =
-        farther).
+        (478, 3) float: x, y in pixels of the target grid, z depth in the same pixel units
+        (MediaPipe's convention; larger = farther).
     shape : tuple of int
         (H, W) of the output grid.
+    focal_px : float, optional, keyword-only
+        Focal length of the camera in pixels of this grid (on a crop: the photo's focal
+        length times the crop's scale). Default: the larger of a 50 mm-equivalent lens on
+        ``shape`` and :data:`DEFAULT_FOCAL_PER_FACE_SIZE` times the face's size in pixels.
+    principal_point : (float, float), optional, keyword-only
+        Principal point (x, y) in pixels of this grid (on a crop: the photo's centre mapped
+        into the crop). Default: the centre of ``shape``, right for a whole photo; on a crop
+        centred on the face it makes the viewing-ray correction a no-op.
+    perspective : bool, keyword-only
+        Apply the perspective corrections (viewing-ray frame, over-rotation).
+    symmetric : bool, keyword-only
+        Average the depths with their mirror image (bilateral symmetry).
+    smooth : bool, keyword-only
+        Curved (Phong-style) patches instead of flat triangles.
 
     Returns
     -------
     numpy.ndarray
-        H×W float32: z interpolated at every pixel centre covered by the face mesh (the
-        face oval, eyes and mouth included), NaN elsewhere. Where several triangles
-        cover a pixel the smallest z (nearest) is kept.
+        H×W float32: depth at every pixel centre covered by the face mesh (the face oval,
+        eyes and mouth included, and every pixel of the face-oval mask of
+        :func:`~face3d_mesh.mask.face_mask`), in the units of ``points[:, 2]``, NaN
+        elsewhere. Where several triangles cover a pixel the smallest depth (nearest) wins.
     """
     height, width = int(shape[0]), int(shape[1])
-    vertices, triangles = _mesh_with_holes_closed(np.asarray(points, dtype=np.float64))
+    pts = np.array(points, dtype=np.float64, copy=True)
+    if pts.shape != (478, 3):
+        raise ValueError(f"points must be (478, 3), got {pts.shape}")
+    if perspective:
+        if focal_px is None:
+            focal_px = max(
+                DEFAULT_FOCAL_35MM / 36.0 * max(height, width),
+                DEFAULT_FOCAL_PER_FACE_SIZE * _face_size_px(pts),
+            )
+        if principal_point is None:
+            principal_point = ((width - 1) / 2.0, (height - 1) / 2.0)
+        pts = _perspective_corrected(pts, float(focal_px), principal_point)
+    if symmetric:
+        pts = _symmetrized(pts)
+
+    vertices, triangles = _mesh_with_holes_closed(pts)
+    flip = _orientation_flips()
+    triangles[flip] = triangles[flip][:, ::-1]
+    grad = _vertex_gradients(vertices) if smooth else None
+    depth = _rasterize(vertices, triangles, grad, height, width)
+    return _fill_oval_rim(depth, pts)
+
+
+def _fill_oval_rim(depth: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Give a depth to the pixels of the face-oval mask (:func:`~face3d_mesh.mask.face_mask`)
+    that the triangles just miss: the mask's polygon fill takes in pixels whose centres lie
+    up to about a pixel outside the oval. Each takes the mean of its covered neighbours."""
+    import cv2
+
+    from ..mask import face_mask
+
+    missing = face_mask(points, depth.shape) & ~np.isfinite(depth)
+    for _ in range(3):
+        if not missing.any():
+            break
+        valid = np.isfinite(depth)
+        total = cv2.blur(np.where(valid, depth, 0.0).astype(np.float32), (3, 3))
+        weight = cv2.blur(valid.astype(np.float32), (3, 3))
+        fill = missing & (weight > 0)
+        depth[fill] = total[fill] / weight[fill]
+        missing &= ~fill
+    return depth
+
+
+def _rasterize(vertices, triangles, grad, height, width):
+    """Z-buffer the mesh: per triangle, depth = a quadratic polynomial in the pixel
+    coordinates (linear interpolant plus the Phong bend), evaluated at the pixel centres
+    inside it (scanline spans, so that no work is spent outside the triangles)."""
     corners = vertices[triangles]  # (T, 3 corners, 3)
-    xy = corners[:, :, :2]
-
-    # Affine map from pixel to barycentric coordinates (l1, l2); l0 = 1 - l1 - l2.
-    e1 = xy[:, 1] - xy[:, 0]
-    e2 = xy[:, 2] - xy[:, 0]
-    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    x, y, zc = corners[:, :, 0], corners[:, :, 1], corners[:, :, 2]
+    e1x, e1y = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
+    e2x, e2y = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
+    det = e1x * e2y - e1y * e2x
     keep = np.abs(det) > 1e-9
-    corners, xy, e1, e2, det = corners[keep], xy[keep], e1[keep], e2[keep], det[keep]
-
-    u0 = np.clip(np.ceil(xy[:, :, 0].min(axis=1)), 0, width).astype(np.int64)
-    u1 = np.clip(np.floor(xy[:, :, 0].max(axis=1)), -1, width - 1).astype(np.int64)
-    v0 = np.clip(np.ceil(xy[:, :, 1].min(axis=1)), 0, height).astype(np.int64)
-    v1 = np.clip(np.floor(xy[:, :, 1].max(axis=1)), -1, height - 1).astype(np.int64)
-    nx = np.maximum(u1 - u0 + 1, 0)
-    ny = np.maximum(v1 - v0 + 1, 0)
-    counts = nx * ny
+    triangles, x, y, zc = triangles[keep], x[keep], y[keep], zc[keep]
+    e1x, e1y, e2x, e2y, det = e1x[keep], e1y[keep], e2x[keep], e2y[keep], det[keep]
     depth = np.full(height * width, np.inf)
-    total = int(counts.sum())
-    if total == 0:
+    if len(det) == 0:
         return np.full((height, width), np.nan, np.float32)
 
-    # Every (triangle, pixel-in-its-bounding-box) pair, vectorised.
-    tri = np.repeat(np.arange(len(counts)), counts)
-    local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    u = u0[tri] + local % nx[tri]
-    v = v0[tri] + local // nx[tri]
-    du = u - xy[tri, 0, 0]
-    dv = v - xy[tri, 0, 1]
-    l1 = (du * e2[tri, 1] - dv * e2[tri, 0]) / det[tri]
-    l2 = (dv * e1[tri, 0] - du * e1[tri, 1]) / det[tri]
-    l0 = 1.0 - l1 - l2
+    # Barycentric coordinates as affine functions of the pixel: l_k = a_k u + b_k v + c_k.
+    a = np.empty((len(det), 3))
+    b = np.empty_like(a)
+    c = np.empty_like(a)
+    a[:, 1], b[:, 1] = e2y / det, -e2x / det
+    c[:, 1] = -(a[:, 1] * x[:, 0] + b[:, 1] * y[:, 0])
+    a[:, 2], b[:, 2] = -e1y / det, e1x / det
+    c[:, 2] = -(a[:, 2] * x[:, 0] + b[:, 2] * y[:, 0])
+    a[:, 0], b[:, 0] = -a[:, 1] - a[:, 2], -b[:, 1] - b[:, 2]
+    c[:, 0] = 1.0 - c[:, 1] - c[:, 2]
+
+    # Depth polynomial: q0 + q1 u + q2 v + q3 u^2 + q4 uv + q5 v^2.
+    q = np.zeros((len(det), 8))
+    q[:, 0] = (zc * c).sum(axis=1)
+    q[:, 1] = (zc * a).sum(axis=1)
+    q[:, 2] = (zc * b).sum(axis=1)
+    zmin, zmax = zc.min(axis=1), zc.max(axis=1)
+    q[:, 6], q[:, 7] = zmin, zmax
+    if grad is not None:
+        # Triangles folded over in the image (wound against the majority: the far side of a
+        # turned head, hidden behind the near side) stay flat.
+        front = np.sign(det) == np.sign(np.sum(det))
+        # Phong tessellation on a height field: blend the three vertices' tangent planes
+        # with the barycentric weights, sum_k l_k (g_k . (p - p_k)). Linear functions are
+        # reproduced exactly, vertices are interpolated, and along an edge only that edge's
+        # two vertices matter, so neighbouring patches meet without seams.
+        g = grad[triangles] * front[:, None, None]  # (T, 3, 2)
+        gx, gy = _PHONG_ALPHA * g[:, :, 0], _PHONG_ALPHA * g[:, :, 1]
+        h = gx * x + gy * y
+        q[:, 0] -= (c * h).sum(axis=1)
+        q[:, 1] += (c * gx - a * h).sum(axis=1)
+        q[:, 2] += (c * gy - b * h).sum(axis=1)
+        q[:, 3] = (a * gx).sum(axis=1)
+        q[:, 4] = (a * gy + b * gx).sum(axis=1)
+        q[:, 5] = (b * gy).sum(axis=1)
+        margin = _PHONG_CLAMP * (zmax - zmin) * front
+        q[:, 6] -= margin
+        q[:, 7] += margin
+
+    # Scanline spans: for each (triangle, pixel row) the columns where all l_k >= eps.
     eps = -1e-7  # pixel centres on a shared edge belong to both triangles
-    inside = (l0 >= eps) & (l1 >= eps) & (l2 >= eps)
-    tri, u, v, l0, l1, l2 = tri[inside], u[inside], v[inside], l0[inside], l1[inside], l2[inside]
-    z = corners[tri, 0, 2] * l0 + corners[tri, 1, 2] * l1 + corners[tri, 2, 2] * l2
+    r0 = np.clip(np.ceil(y.min(axis=1)), 0, height).astype(np.int64)
+    r1 = np.clip(np.floor(y.max(axis=1)), -1, height - 1).astype(np.int64)
+    rows = np.maximum(r1 - r0 + 1, 0)
+    t = np.repeat(np.arange(len(rows)), rows)
+    v = r0[t] + (np.arange(len(t)) - np.repeat(np.cumsum(rows) - rows, rows))
+    s = eps - (b[t] * v[:, None] + c[t])  # need a_k u >= s_k
+    ak = a[t]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = s / ak
+    lo = np.where(ak > 0, bound, -np.inf).max(axis=1)
+    hi = np.where(ak < 0, bound, np.inf).min(axis=1)
+    flat_ok = np.where(ak == 0, s <= 0, True).all(axis=1)
+    col0 = np.clip(np.ceil(lo), 0, width).astype(np.int64)
+    col1 = np.clip(np.floor(hi), -1, width - 1).astype(np.int64)
+    span = np.where(flat_ok, np.maximum(col1 - col0 + 1, 0), 0)
+    total = int(span.sum())
+    if total == 0:
+        return np.full((height, width), np.nan, np.float32)
+    pix_t = np.repeat(t, span)
+    v = np.repeat(v, span)
+    u = np.repeat(col0, span) + (np.arange(total) - np.repeat(np.cumsum(span) - span, span))
+    k = q[pix_t]
+    uf, vf = u.astype(np.float64), v.astype(np.float64)
+    z = k[:, 0] + uf * (k[:, 1] + uf * k[:, 3] + vf * k[:, 4]) + vf * (k[:, 2] + vf * k[:, 5])
+    z = np.minimum(np.maximum(z, k[:, 6]), k[:, 7])
     np.minimum.at(depth, v * width + u, z)
     depth[np.isinf(depth)] = np.nan
     return depth.reshape(height, width).astype(np.float32)
