@@ -156,6 +156,13 @@ def _add_pipeline_options(parser):
         default=defaults.working_size_px,
         help=f"long side of the aligned face crop, pixels (default {defaults.working_size_px})",
     )
+    group.add_argument(
+        "--focal-px",
+        dest="focal_length_px",
+        type=_positive_float,
+        default=None,
+        help="the photo's focal length in pixels (default: EXIF, else a 50 mm-equivalent guess)",
+    )
     group.add_argument("-q", "--quiet", action="store_true", help="print only errors")
 
 

@@ -31,6 +31,10 @@ class ReconstructionConfig:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     working_size_px : int
         Long side, in pixels, of the aligned face crop the depth stages work on.
+    focal_length_px : float or None
+        The photo's focal length in pixels, for the perspective correction of the landmark
+        depths. None: from the EXIF tag FocalLengthIn35mmFilm when present, otherwise a
+        default guess (a 50 mm-equivalent lens, and the camera at least 3 face sizes away).
     mask_erode_px : float
         Shrinks the face-oval mask by this many pixels of the input photo (0 = none).
     bilateral_sigma_space_mm : float
@@ -58,6 +62,7 @@ class ReconstructionConfig:
     weights: str | None = None
     device: str = "auto"
     working_size_px: int = 512
+    focal_length_px: float | None = None
     mask_erode_px: float = 0.0
     bilateral_sigma_space_mm: float = 2.0
     bilateral_sigma_depth_mm: float = 2.0

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import ImageError
 
-__all__ = ["load_image", "SUPPORTED_FORMATS", "DEFAULT_MAX_PIXELS"]
+__all__ = ["load_image", "exif_focal_length_px", "SUPPORTED_FORMATS", "DEFAULT_MAX_PIXELS"]
 
 #: Pillow format names accepted by :func:`load_image`.
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO")
@@ -145,3 +145,42 @@ def _from_array(array: np.ndarray, *, max_pixels: int) -> np.ndarray:
         rgb = array[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
         array = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
     return np.array(array, dtype=np.uint8, order="C", copy=True)
+
+
+_EXIF_IFD = 0x8769
+_FOCAL_35MM_TAG = 0xA405
+_FULL_FRAME_DIAGONAL_MM = 43.267
+
+
+def exif_focal_length_px(path, shape: tuple[int, int]) -> float | None:
+    """Focal length in pixels from a photo's EXIF ``FocalLengthIn35mmFilm`` tag.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The photo file.
+    shape : tuple of int
+        (H, W) of the loaded (EXIF-oriented) image.
+
+    Returns
+    -------
+    float or None
+        ``f35 · diagonal_px / 43.27 mm`` (the 35 mm equivalent matches diagonals), or None
+        when the tag is missing or unreadable.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+            value = exif.get_ifd(_EXIF_IFD).get(_FOCAL_35MM_TAG) or exif.get(_FOCAL_35MM_TAG)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    try:
+        f35 = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not 5.0 <= f35 <= 2000.0:
+        return None
+    diagonal = float(np.hypot(shape[0], shape[1]))
+    return f35 * diagonal / _FULL_FRAME_DIAGONAL_MM

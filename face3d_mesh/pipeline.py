@@ -113,6 +113,9 @@ class Reconstruction:
             "mm_per_px": self.mm_per_px,
             "origin_px": self.nose_px,
             "image_size_px": (int(self.image.shape[1]), int(self.image.shape[0])),
+            # Used only to correct the landmark depths for perspective (see depth_info).
+            "focal_px": self.depth_info.get("focal_px"),
+            "focal_source": self.depth_info.get("focal_source"),
         }
 
     def pixel_to_mesh(self, u, v, depth_mm) -> np.ndarray:
@@ -145,7 +148,15 @@ class Reconstruction:
         Reconstruction
             A new result; this one is unchanged.
         """
-        earlier = {"face", "depth", "depth_model", "weights", "device", "working_size_px"}
+        earlier = {
+            "face",
+            "depth",
+            "depth_model",
+            "weights",
+            "device",
+            "working_size_px",
+            "focal_length_px",
+        }
         if earlier & changes.keys():
             raise UsageError(
                 f"with_config() cannot change {sorted(earlier & changes.keys())}: "
@@ -302,12 +313,21 @@ def reconstruct(
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
         mask = face_mask(face.points, image.shape[:2], erode_px=config.mask_erode_px)
     mm_per_crop_px = scale.mm_per_px / aligned.scale
+    focal_px, focal_source = _focal_length(source, image, face, config)
     with stage("depth"):
         from .depth._backends import estimate_depth
 
+        height, width = image.shape[:2]
+        centre = aligned.matrix @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
         raw_crop_mm, depth_info = estimate_depth(
-            aligned, crop_mask, mm_per_px=mm_per_crop_px, config=config
+            aligned,
+            crop_mask,
+            mm_per_px=mm_per_crop_px,
+            focal_px=focal_px * aligned.scale,
+            principal_point=(float(centre[0]), float(centre[1])),
+            config=config,
         )
+        depth_info = {**depth_info, "focal_px": focal_px, "focal_source": focal_source}
     landmarks = face.points.copy()
     landmarks[:, 2] *= scale.mm_per_px
     nose_offset = float(landmarks[NOSE_TIP, 2])
@@ -370,6 +390,22 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
     return depth_mm, mesh
 
 
+def _focal_length(source, image, face, config) -> tuple[float, str]:
+    """The photo's focal length in pixels and where it came from (user, exif, default)."""
+    from .depth._landmark_depth import DEFAULT_FOCAL_35MM, DEFAULT_FOCAL_PER_FACE_SIZE
+    from .image import exif_focal_length_px
+
+    if config.focal_length_px is not None:
+        return float(config.focal_length_px), "user"
+    if not isinstance(source, np.ndarray):
+        focal = exif_focal_length_px(source, image.shape[:2])
+        if focal is not None:
+            return focal, "exif"
+    # Unknown: a 50 mm-equivalent lens, and the camera at least 3 face sizes away.
+    lens = DEFAULT_FOCAL_35MM / 36.0 * max(image.shape[:2])
+    return max(lens, DEFAULT_FOCAL_PER_FACE_SIZE * face.size_px), "default"
+
+
 def _validate(config: ReconstructionConfig) -> None:
     checks = [
         (config.face >= 0, "face index must be >= 0"),
@@ -383,6 +419,8 @@ def _validate(config: ReconstructionConfig) -> None:
         (config.smooth_sigma_mm >= 0, "smoothing sigma must be >= 0 mm"),
         (config.target_triangles >= 100, "target triangles must be >= 100"),
         (config.grid_step_px is None or config.grid_step_px > 0, "grid step must be > 0 px"),
+        (config.focal_length_px is None or config.focal_length_px > 0,
+         "focal length must be > 0 px"),
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:

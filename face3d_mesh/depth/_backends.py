@@ -16,17 +16,22 @@ __all__ = ["estimate_depth", "DEPTH_BACKENDS"]
 DEPTH_BACKENDS = ("landmarks", "midas", "fused", "auto")
 
 
-def landmark_depth_mm(aligned, mask: np.ndarray, *, mm_per_px: float) -> np.ndarray:
+def landmark_depth_mm(
+    aligned, mask: np.ndarray, *, mm_per_px: float, focal_px: float, principal_point
+) -> np.ndarray:
     """Dense depth from the landmarks on the crop's grid, mm, NaN outside ``mask``."""
     from ._landmark_depth import rasterize_landmark_depth
 
-    depth = rasterize_landmark_depth(aligned.landmarks.points, mask.shape) * np.float32(mm_per_px)
+    depth = rasterize_landmark_depth(
+        aligned.landmarks.points, mask.shape, focal_px=focal_px, principal_point=principal_point
+    )
+    depth *= np.float32(mm_per_px)
     depth[~mask] = np.nan
     return depth
 
 
 def estimate_depth(
-    aligned, mask: np.ndarray, *, mm_per_px: float, config
+    aligned, mask: np.ndarray, *, mm_per_px: float, focal_px: float, principal_point, config
 ) -> tuple[np.ndarray, dict]:
     """Run the depth backend chosen by ``config.depth`` on an aligned face.
 
@@ -38,6 +43,10 @@ def estimate_depth(
         h×w bool face mask on the crop's grid.
     mm_per_px : float
         Millimetres per crop pixel.
+    focal_px : float
+        The camera's focal length in crop pixels.
+    principal_point : tuple of float
+        The photo's principal point (its centre) in crop pixels.
     config : ReconstructionConfig
 
     Returns
@@ -47,7 +56,9 @@ def estimate_depth(
     info : dict
         ``backend`` (the one used) and its diagnostics.
     """
-    reference = landmark_depth_mm(aligned, mask, mm_per_px=mm_per_px)
+    reference = landmark_depth_mm(
+        aligned, mask, mm_per_px=mm_per_px, focal_px=focal_px, principal_point=principal_point
+    )
     backend = config.depth
     if backend == "auto":
         backend = "fused" if _weights_available(config) else "landmarks"
