@@ -453,7 +453,7 @@ class FaceViewer:
                                      color="white", font="courier", name="help")
         self.help_actor.prop.background_color = (0, 0, 0)
         self.help_actor.prop.background_opacity = 0.6
-        self.help_actor.visibility = False
+        self.help_actor.SetVisibility(False)
 
     def _panel_camera(self, renderer, w, h):
         cam = renderer.camera
@@ -513,7 +513,7 @@ class FaceViewer:
         """Keep the photo and depth panels fixed: undo any camera change made there."""
         if not self.has_panels:
             return
-        for row, ren in zip(sorted(self.panel_cams), self.panel_renderers):
+        for row, ren in zip(sorted(self.panel_cams), self.panel_renderers, strict=True):
             c = self.panel_cams[row]
             cam = ren.camera
             cam.position, cam.focal_point, cam.up = c["position"], c["focal_point"], c["up"]
@@ -655,7 +655,7 @@ class FaceViewer:
         for name in MODES:
             self.actors[name].visibility = False
         self.actors[mode].visibility = True
-        self.scalar_bar.visibility = mode == "depth"
+        self.scalar_bar.SetVisibility(mode == "depth")
         if mode == "points":
             self.main_renderer.set_background((0.0, 0.0, 0.0), top=(0.10, 0.10, 0.12))
         else:
@@ -689,7 +689,7 @@ class FaceViewer:
     def toggle_help(self):
         """Show or hide the key help."""
         self.help_visible = not self.help_visible
-        self.help_actor.visibility = self.help_visible
+        self.help_actor.SetVisibility(self.help_visible)
 
     def reset_view(self, render=True):
         """Front view, camera fitted to the face."""

@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import ImageError, OutputError, UsageError
@@ -143,7 +144,9 @@ def load_mesh(path):
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        mesh = pv.read(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mesh = pv.read(str(path))
     except Exception as exc:  # VTK readers raise assorted errors
         raise ImageError(f"{path}: cannot read mesh ({exc})") from exc
     if not isinstance(mesh, pv.PolyData):

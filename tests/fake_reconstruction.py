@@ -231,7 +231,9 @@ def make_fake_reconstruction(size: int = 512, mm_per_px: float = 0.42, **config_
     lv = cv - r * np.sin(th) * 98.0 / mm_per_px
     tip_v, tip_u = np.unravel_index(np.nanargmin(depth), depth.shape)
     lu[1], lv[1] = tip_u, tip_v
-    lz = depth[np.clip(lv.round().astype(int), 0, size - 1), np.clip(lu.round().astype(int), 0, size - 1)]
+    li = np.clip(lv.round().astype(int), 0, size - 1)
+    lj = np.clip(lu.round().astype(int), 0, size - 1)
+    lz = depth[li, lj]
     landmarks = np.stack([lu, lv, np.nan_to_num(lz, nan=float(np.nanmax(depth)))], axis=1)
     cfg = ReconstructionConfig().replace(**config_changes)
     return FakeReconstruction(
