@@ -449,10 +449,14 @@ class FaceViewer:
                                   name="caption")
         self.status = p.add_text("", position="lower_left", font_size=9, color=(0.85,) * 3,
                                  name="status")
-        self.help_actor = p.add_text(help_text(), position="upper_right", font_size=9,
-                                     color="white", font="courier", name="help")
-        self.help_actor.prop.background_color = (0, 0, 0)
-        self.help_actor.prop.background_opacity = 0.6
+        self.help_actor = p.add_text(help_text(), position=(0.01, 0.94), viewport=True,
+                                     font_size=8, color="white", font="courier", name="help")
+        tp = self.help_actor.GetTextProperty()
+        tp.SetVerticalJustificationToTop()
+        tp.SetJustificationToLeft()
+        tp.SetBackgroundColor(0.0, 0.0, 0.0)
+        tp.SetBackgroundOpacity(0.7)
+        tp.SetFrame(False)
         self.help_actor.SetVisibility(False)
 
     def _panel_camera(self, renderer, w, h):
@@ -618,8 +622,8 @@ class FaceViewer:
         if self.plotter.render_window is not None:
             self.plotter.render()
 
-    def _message(self, text):
-        self.last_message = text
+    def _message(self, text, overlay=True):
+        self.last_message = text if overlay else ""
         if self.verbose:
             print(text, flush=True)
 
@@ -667,7 +671,7 @@ class FaceViewer:
     def toggle_mode(self, mode):
         """Switch to ``mode``, or back to the last surface mode if already in it."""
         self.set_mode(self.surface_mode if self.mode == mode else mode, render=False)
-        self._message(f"mode: {self.mode}")
+        self._message(f"mode: {self.mode}", overlay=False)
 
     def toggle_texture(self):
         """Textured <-> shaded (from any other mode: textured)."""
@@ -675,7 +679,7 @@ class FaceViewer:
             self.set_mode("shaded", render=False)
         else:
             self.set_mode("textured", render=False)
-        self._message(f"mode: {self.mode}")
+        self._message(f"mode: {self.mode}", overlay=False)
 
     def toggle_landmarks(self):
         """Show or hide the landmarks on the 3D face."""

@@ -199,7 +199,7 @@ def test_keys_drive_the_viewer(rec, tmp_path):
         assert v.mode == "textured"
     key("h")
     assert v.help_actor.GetVisibility()
-    assert "smoothing" in v.help_actor.GetText(3)
+    assert "smoothing" in v.help_actor.GetInput()
     key("l")
     assert v.actors["landmarks"].visibility
     # depth exaggeration scales the displayed z only
