@@ -1,13 +1,68 @@
-"""face3d_mesh: one photo of a face to a 3D mesh."""
+"""face3d_mesh: one photo of a face to a real 3D mesh.
+
+>>> import face3d_mesh
+>>> rec = face3d_mesh.reconstruct("photo.jpg")       # doctest: +SKIP
+>>> rec.save("face.stl", solid=True)                 # doctest: +SKIP
+
+Importing the package is light: MediaPipe, torch and VTK are imported when first used.
+
+Coordinates and units (documented once, here and in the README):
+
+- Pixels: ``(u, v) = (column, row)`` of the EXIF-oriented photo, centre of the top-left
+  pixel at (0, 0).
+- ``depth_mm``: millimetres along the optical axis, larger = farther, nose tip at 0,
+  NaN outside the face mask.
+- Meshes: millimetres; x right, y up, z toward the camera; origin at the nose tip.
+  A photo pixel maps to ``x = (u - u_nose)·s``, ``y = -(v - v_nose)·s``, ``z = -depth_mm``
+  with ``s = rec.scale.mm_per_px`` (orthographic camera at the face).
+"""
+
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-# the viewer pulls in pyvista/vtk: expose it lazily so that `import face3d_mesh` stays light
-_LAZY = {"show": "viewer", "load_mesh": "viewer"}
+# Public name -> module that defines it; loaded on first access (PEP 562).
+_LAZY = {
+    "reconstruct": "pipeline",
+    "Reconstruction": "pipeline",
+    "ReconstructionConfig": "config",
+    "load_image": "image",
+    "LandmarkDetector": "landmarks",
+    "FaceLandmarks": "landmarks",
+    "detect_faces": "landmarks",
+    "ScaleEstimate": "scale",
+    "estimate_scale": "scale",
+    "face_mask": "mask",
+    "filter_depth": "filtering",
+    "depth_to_mesh": "surface",
+    "make_solid": "solid",
+    "export_mesh": "export",
+    "export": "export",
+    "load_mesh": "export",
+    "save_depth": "depth_io",
+    "depth_to_gray": "depth_io",
+    "show": "viewer",
+    "Face3DError": "errors",
+    "ImageError": "errors",
+    "NoFaceError": "errors",
+    "ModelError": "errors",
+    "OutputError": "errors",
+    "UsageError": "errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'face3d_mesh' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__():
+    return __all__

@@ -1,0 +1,172 @@
+"""Alignment: the face rotated upright and cropped, and maps back to the photo.
+
+:func:`align_face` builds a similarity transform (rotation by the roll measured from the
+outer eye corners, uniform scale, translation) from the photo's pixels to an upright crop
+around the face oval with a margin, resampled so its long side is ``size_px``. The depth
+stages work on that crop; :func:`warp_to_image` maps their results back to the photo's grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .landmarks import FACE_OVAL, FaceLandmarks
+
+__all__ = ["AlignedFace", "align_face", "warp_to_image", "extend_nearest"]
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    """An upright crop of one face.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        h×w×3 uint8 RGB crop, face upright.
+    landmarks : FaceLandmarks
+        The landmarks in crop pixels (z scaled by the same factor as x and y).
+    matrix : numpy.ndarray
+        2×3 float64 similarity from photo pixels to crop pixels.
+    roll_deg : float
+        Roll that was removed, degrees.
+    """
+
+    image: np.ndarray
+    landmarks: FaceLandmarks
+    matrix: np.ndarray
+    roll_deg: float
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per photo pixel."""
+        return float(math.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+
+
+def align_face(
+    image: np.ndarray, face: FaceLandmarks, *, size_px: int = 512, margin: float = 0.15
+) -> AlignedFace:
+    """Rotate the face upright and crop it.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        H×W×3 uint8 RGB photo.
+    face : FaceLandmarks
+        Landmarks in the photo's pixels.
+    size_px : int, keyword-only
+        Long side of the crop, pixels.
+    margin : float, keyword-only
+        Border around the face oval, as a fraction of the oval's size on each side.
+
+    Returns
+    -------
+    AlignedFace
+    """
+    import cv2
+
+    roll = face.roll_deg
+    oval = face.points[list(FACE_OVAL), :2]
+    centre = oval.mean(axis=0)
+    angle = math.radians(roll)
+    cos, sin = math.cos(angle), math.sin(angle)
+    # Rotation by -roll about the oval's centre makes the eye line horizontal.
+    rotation = np.array([[cos, sin], [-sin, cos]])
+    rotated = (oval - centre) @ rotation.T
+    lo, hi = rotated.min(axis=0), rotated.max(axis=0)
+    extent = hi - lo
+    lo, hi = lo - margin * extent, hi + margin * extent
+    scale = size_px / float(max(hi - lo))
+    width = max(8, int(round((hi[0] - lo[0]) * scale)))
+    height = max(8, int(round((hi[1] - lo[1]) * scale)))
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = -scale * (rotation @ centre) - scale * lo
+    crop = cv2.warpAffine(
+        image,
+        matrix,
+        (width, height),
+        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return AlignedFace(
+        image=crop,
+        landmarks=face.transformed(matrix, shape=(height, width)),
+        matrix=matrix,
+        roll_deg=roll,
+    )
+
+
+def extend_nearest(values: np.ndarray) -> np.ndarray:
+    """Copy of a float map whose NaNs take the value of the nearest finite pixel.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        H×W float, NaN where undefined (at least one finite value).
+
+    Returns
+    -------
+    numpy.ndarray
+        H×W float32 with no NaN.
+    """
+    from scipy import ndimage
+
+    values = np.asarray(values, dtype=np.float32)
+    missing = ~np.isfinite(values)
+    if not missing.any():
+        return values.copy()
+    if missing.all():
+        raise ValueError("extend_nearest needs at least one finite value")
+    index = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
+    return values[tuple(index)]
+
+
+def warp_to_image(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, int]) -> np.ndarray:
+    """Map a crop-grid float map back onto the photo's pixel grid.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        h×w float map on the crop's grid; NaN where undefined.
+    aligned : AlignedFace
+        The crop it belongs to.
+    shape : tuple of int
+        (H, W) of the photo.
+
+    Returns
+    -------
+    numpy.ndarray
+        H×W float32, bilinearly resampled; NaN outside the crop's footprint. Undefined
+        crop pixels are first filled from their nearest neighbours so that valid values
+        near them stay valid: re-apply a mask afterwards.
+    """
+    import cv2
+
+    height, width = int(shape[0]), int(shape[1])
+    filled = extend_nearest(values)
+    # Only the crop's footprint in the photo is resampled (a small window of a big photo).
+    h, w = filled.shape
+    inverse = cv2.invertAffineTransform(aligned.matrix)
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    corners = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0 = max(0, int(math.floor(corners[:, 0].min())))
+    y0 = max(0, int(math.floor(corners[:, 1].min())))
+    x1 = min(width, int(math.ceil(corners[:, 0].max())) + 1)
+    y1 = min(height, int(math.ceil(corners[:, 1].max())) + 1)
+    out = np.full((height, width), np.nan, np.float32)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    window = aligned.matrix.copy()
+    window[:, 2] += aligned.matrix[:, :2] @ np.array([x0, y0], np.float64)
+    out[y0:y1, x0:x1] = cv2.warpAffine(
+        filled,
+        window,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=float("nan"),
+    )
+    return out

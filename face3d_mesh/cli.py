@@ -1,0 +1,456 @@
+"""Command-line interface: ``face3d-mesh`` / ``python -m face3d_mesh``.
+
+Subcommands: ``export``, ``depth``, ``info``, ``view``, ``models``, ``batch``.
+Errors are printed as one line (no traceback) and mapped to the exit codes documented in
+:mod:`face3d_mesh.errors`; set ``FACE3D_MESH_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+from .config import ReconstructionConfig
+from .errors import Face3DError, UsageError
+
+__all__ = ["main", "build_parser"]
+
+PROG = "face3d-mesh"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with our one-line error format (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _size(text):
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+    if not (16 <= width <= 8192 and 16 <= height <= 8192):
+        raise argparse.ArgumentTypeError(f"size out of range: {text}")
+    return width, height
+
+
+def _add_pipeline_options(parser):
+    defaults = ReconstructionConfig()
+    group = parser.add_argument_group("reconstruction")
+    group.add_argument(
+        "--face",
+        type=_non_negative_int,
+        default=defaults.face,
+        help="which face when there are several (0 = largest; default 0)",
+    )
+    group.add_argument(
+        "--depth",
+        choices=["auto", "landmarks", "midas", "fused"],
+        default=defaults.depth,
+        help="depth backend (default auto: fused when MiDaS weights are available, else landmarks)",
+    )
+    group.add_argument(
+        "--model",
+        dest="depth_model",
+        default=defaults.depth_model,
+        help=f"neural depth model (default {defaults.depth_model}; see 'face3d-mesh models')",
+    )
+    group.add_argument(
+        "--weights", default=None, metavar="PATH", help="checkpoint file for --model (no download)"
+    )
+    group.add_argument(
+        "--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps (default auto)"
+    )
+    group.add_argument(
+        "--bilateral-space-mm",
+        dest="bilateral_sigma_space_mm",
+        type=_non_negative_float,
+        default=defaults.bilateral_sigma_space_mm,
+        help="bilateral filter spatial sigma, mm (0 = off; default "
+        f"{defaults.bilateral_sigma_space_mm})",
+    )
+    group.add_argument(
+        "--bilateral-depth-mm",
+        dest="bilateral_sigma_depth_mm",
+        type=_non_negative_float,
+        default=defaults.bilateral_sigma_depth_mm,
+        help=f"bilateral filter depth sigma, mm (default {defaults.bilateral_sigma_depth_mm})",
+    )
+    group.add_argument(
+        "--outlier-threshold",
+        type=_non_negative_float,
+        default=defaults.outlier_threshold,
+        help="outlier rejection threshold in robust std. deviations "
+        f"(0 = off; default {defaults.outlier_threshold})",
+    )
+    group.add_argument(
+        "--no-fill-holes",
+        dest="fill_holes",
+        action="store_false",
+        help="leave holes in the depth map unfilled",
+    )
+    group.add_argument(
+        "--smooth-mm",
+        dest="smooth_sigma_mm",
+        type=_non_negative_float,
+        default=defaults.smooth_sigma_mm,
+        help="extra Gaussian smoothing sigma, mm (default 0 = none)",
+    )
+    group.add_argument(
+        "--mask-erode-px",
+        type=_non_negative_float,
+        default=defaults.mask_erode_px,
+        help="shrink the face mask by this many pixels (default 0)",
+    )
+    group.add_argument(
+        "--triangles",
+        dest="target_triangles",
+        type=int,
+        default=defaults.target_triangles,
+        help=f"approximate triangle count (default {defaults.target_triangles})",
+    )
+    group.add_argument(
+        "--grid-step-px",
+        type=_positive_float,
+        default=None,
+        help="surface grid step in photo pixels (overrides --triangles)",
+    )
+    group.add_argument(
+        "--working-size",
+        dest="working_size_px",
+        type=int,
+        default=defaults.working_size_px,
+        help=f"long side of the aligned face crop, pixels (default {defaults.working_size_px})",
+    )
+    group.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+
+
+def _config_from(args) -> ReconstructionConfig:
+    names = ReconstructionConfig.__dataclass_fields__.keys()
+    return ReconstructionConfig(**{n: getattr(args, n) for n in names if hasattr(args, n)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``face3d-mesh`` command."""
+    parser = _Parser(
+        prog=PROG,
+        description="Turn one photo of a face into a 3D mesh: view it, print it, use it.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 bad usage, 3 unusable image, "
+        "4 no face, 5 depth model unavailable, 6 output not writable, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser(
+        "export",
+        help="write the face mesh as STL, OBJ (+texture) or PLY",
+        description="Reconstruct the face and write it as a mesh file.",
+    )
+    p.add_argument("photo", help="input photo (JPEG, PNG, WebP, BMP, TIFF)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file: .stl (binary), .obj (+ .mtl + texture PNG), .ply",
+    )
+    p.add_argument(
+        "--solid",
+        action="store_true",
+        help="watertight printable solid: relief, side walls and a flat back",
+    )
+    p.add_argument(
+        "--width-mm",
+        type=_positive_float,
+        default=None,
+        help="scale the solid to this width, mm (default: real size)",
+    )
+    p.add_argument(
+        "--base-mm",
+        type=_positive_float,
+        default=3.0,
+        help="back plate thickness behind the deepest point, mm (default 3)",
+    )
+    _add_pipeline_options(p)
+
+    p = sub.add_parser(
+        "depth",
+        help="write the depth map (PNG: lighter = closer; .npy: mm)",
+        description="Reconstruct the face and write its depth map.",
+    )
+    p.add_argument("photo")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help=".png (grayscale, lighter = closer, background black) or .npy "
+        "(float32 mm, larger = farther, NaN background)",
+    )
+    p.add_argument("--16bit", dest="sixteen_bit", action="store_true", help="write a 16-bit PNG")
+    _add_pipeline_options(p)
+
+    p = sub.add_parser("info", help="list the faces found and how the scale would be set")
+    p.add_argument("photo")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("view", help="interactive 3D viewer (or --screenshot headless)")
+    p.add_argument("photo", help="input photo, or a mesh file (.stl, .obj, .ply)")
+    p.add_argument(
+        "--screenshot", default=None, metavar="PNG", help="render off-screen to this PNG and exit"
+    )
+    p.add_argument("--size", type=_size, default=(1600, 900), help="window size WxH")
+    p.add_argument("--azimuth", type=float, default=0.0, help="camera azimuth, degrees")
+    p.add_argument("--elevation", type=float, default=0.0, help="camera elevation, degrees")
+    p.add_argument(
+        "--mode",
+        default="textured",
+        choices=["shaded", "textured", "wireframe", "points", "depth"],
+        help="initial display mode (default textured)",
+    )
+    _add_pipeline_options(p)
+
+    p = sub.add_parser("models", help="list neural depth models, or download one")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
+    msub.add_parser("list", help="list the models (default)")
+    d = msub.add_parser("download", help="download a model's weights into the cache")
+    d.add_argument("name")
+
+    p = sub.add_parser("batch", help="reconstruct every image of a folder or glob")
+    p.add_argument("inputs", help="folder, or glob pattern in quotes (e.g. 'photos/*.jpg')")
+    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("--format", choices=["stl", "obj", "ply"], default="stl")
+    p.add_argument("--solid", action="store_true", help="printable solids")
+    p.add_argument("--width-mm", type=_positive_float, default=None)
+    p.add_argument("--base-mm", type=_positive_float, default=3.0)
+    p.add_argument(
+        "--all-faces",
+        action="store_true",
+        help="one mesh per face found (default: the largest face only)",
+    )
+    p.add_argument("--save-depth", action="store_true", help="also write depth maps (.npy)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    _add_pipeline_options(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = os.environ.get("FACE3D_MESH_DEBUG") not in (None, "", "0")
+    try:
+        return _COMMANDS[args.command](args) or 0
+    except Face3DError as exc:
+        if debug:
+            raise
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for debug
+        if debug:
+            raise
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(set FACE3D_MESH_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _say(args, text):
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+def _reconstruct(args):
+    from .pipeline import reconstruct
+
+    config = _config_from(args)
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+
+        def progress(stage):
+            print(f"  {stage}...", file=sys.stderr, flush=True)
+
+    rec = reconstruct(args.photo, config=config, progress=progress)
+    note = rec.depth_info.get("note")
+    if note:
+        _say(args, f"note: {note}")
+    return rec
+
+
+def _describe(rec) -> str:
+    info = rec.depth_info
+    text = f"scale: {rec.scale.describe()}; depth: {info.get('backend')}"
+    if "residual_mm" in info:
+        text += f" (fit residual {info['residual_mm']:.2f} mm)"
+    return text
+
+
+def _cmd_export(args):
+    from .export import supported_extension
+
+    supported_extension(args.output)  # fail before the slow work
+    if args.width_mm is not None and not args.solid:
+        raise UsageError("--width-mm applies to --solid only")
+    rec = _reconstruct(args)
+    written = rec.save(args.output, solid=args.solid, base_mm=args.base_mm, width_mm=args.width_mm)
+    mesh = rec.solid(base_mm=args.base_mm, width_mm=args.width_mm) if args.solid else rec.mesh
+    lo, hi = mesh.bounds[0::2], mesh.bounds[1::2]
+    size = " × ".join(f"{b - a:.1f}" for a, b in zip(lo, hi, strict=True))
+    _say(args, _describe(rec))
+    _say(args, f"wrote {', '.join(map(str, written))}: {mesh.n_cells} triangles, {size} mm")
+
+
+def _cmd_depth(args):
+    from .depth_io import save_depth, supported_depth_extension
+
+    supported_depth_extension(args.output)
+    rec = _reconstruct(args)
+    save_depth(rec.depth_mm, args.output, sixteen_bit=args.sixteen_bit)
+    _say(args, _describe(rec))
+    _say(args, f"wrote {args.output}")
+
+
+def _cmd_info(args):
+    from .image import load_image
+    from .landmarks import detect_faces
+    from .scale import estimate_scale
+
+    image = load_image(args.photo)
+    faces = detect_faces(image, source=args.photo, thorough=True)
+    rows = []
+    for index, face in enumerate(faces):
+        scale = estimate_scale(face.points)
+        x0, y0, x1, y1 = face.box
+        rows.append(
+            {
+                "face": index,
+                "box_px": [round(v, 1) for v in (x0, y0, x1, y1)],
+                "size_px": [round(x1 - x0, 1), round(y1 - y0, 1)],
+                "roll_deg": round(face.roll_deg, 1),
+                "yaw_deg": round(face.yaw_deg, 1),
+                "scale_source": scale.source,
+                "mm_per_px": round(scale.mm_per_px, 5),
+                "scale_uncertainty": round(scale.uncertainty, 3),
+                "scale_detail": scale.detail,
+            }
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": args.photo,
+                    "width": image.shape[1],
+                    "height": image.shape[0],
+                    "faces": rows,
+                },
+                indent=1,
+            )
+        )
+        return 0
+    print(f"{args.photo}: {image.shape[1]}×{image.shape[0]} pixels, {len(rows)} face(s)")
+    for row in rows:
+        w, h = row["size_px"]
+        print(
+            f"  face {row['face']}: box {row['box_px']} ({w:.0f}×{h:.0f} px), "
+            f"roll {row['roll_deg']:+.1f}°, yaw {row['yaw_deg']:+.1f}°"
+        )
+        print(
+            f"    scale: {row['mm_per_px']:.4g} mm/px from {row['scale_detail']} "
+            f"(±{100 * row['scale_uncertainty']:.0f}%)"
+        )
+    return 0
+
+
+def _cmd_view(args):
+    from .viewer import run_view
+
+    return run_view(
+        args.photo,
+        screenshot=args.screenshot,
+        size=args.size,
+        azimuth=args.azimuth,
+        elevation=args.elevation,
+        mode=args.mode,
+        config=_config_from(args),
+    )
+
+
+def _cmd_models(args):
+    from .depth import download_weights, list_models
+
+    if args.models_command == "download":
+        path = download_weights(args.name, progress=True)
+        print(f"{args.name}: {path}")
+        return 0
+    print(f"{'name':24} {'download':>10} {'licence':12} {'cached':6}  input")
+    for m in list_models():
+        m = m if isinstance(m, dict) else vars(m)
+        size = m.get("download_bytes") or m.get("bytes") or 0
+        print(
+            f"{m['name']:24} {size / 1e6:8.0f} MB {m.get('licence', m.get('license', '')):12} "
+            f"{'yes' if m.get('cached') else 'no':6}  {m.get('input_size', '')}"
+        )
+    return 0
+
+
+def _cmd_batch(args):
+    from .batch import run_batch
+
+    return run_batch(args, config=_config_from(args))
+
+
+_COMMANDS = {
+    "export": _cmd_export,
+    "depth": _cmd_depth,
+    "info": _cmd_info,
+    "view": _cmd_view,
+    "models": _cmd_models,
+    "batch": _cmd_batch,
+}

@@ -1,0 +1,487 @@
+"""Face landmarks with MediaPipe face mesh (478 points, irises included).
+
+:class:`LandmarkDetector` finds every face in a photo and returns, for each, the 478
+MediaPipe face-mesh landmarks in the photo's pixel grid. Faces that fill only a small part
+of a large photo are found by detecting face boxes first (MediaPipe's full-range BlazeFace
+on a downscaled copy) and then running the face mesh on a crop around each box.
+
+Landmark coordinates: ``x, y`` in pixels of the input image (column, row; centre of the
+top-left pixel is (0, 0)); ``z`` relative depth in the same pixel units, **larger = farther**
+(MediaPipe's own convention: smaller = closer, origin near the head's centre). The
+pipeline turns ``z`` into millimetres with the metric scale.
+
+MediaPipe (and its TensorFlow Lite runtime) is imported only when a detector is first used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import NoFaceError, UsageError
+
+__all__ = [
+    "FaceLandmarks",
+    "LandmarkDetector",
+    "detect_faces",
+    "NUM_LANDMARKS",
+    "FACE_OVAL",
+    "face_mesh_triangles",
+    "face_mesh_holes",
+    "NOSE_TIP",
+    "RIGHT_EYE_OUTER",
+    "LEFT_EYE_OUTER",
+]
+
+NUM_LANDMARKS = 478
+
+#: Landmark indices (the subject's right eye is on the image's left).
+NOSE_TIP = 1
+RIGHT_EYE_OUTER = 33
+RIGHT_EYE_INNER = 133
+LEFT_EYE_OUTER = 263
+LEFT_EYE_INNER = 362
+RIGHT_EYE_UPPER = 159
+RIGHT_EYE_LOWER = 145
+LEFT_EYE_UPPER = 386
+LEFT_EYE_LOWER = 374
+#: Iris landmarks (refine_landmarks=True): centre, then 4 points on the iris boundary
+#: (image-right, top, image-left, bottom).
+RIGHT_IRIS = (468, 469, 470, 471, 472)
+LEFT_IRIS = (473, 474, 475, 476, 477)
+
+#: The face oval as one closed loop of landmark indices (the outer boundary of the mesh).
+FACE_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,
+    377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)  # fmt: skip
+
+# Box detection runs on a copy whose long side is at most this (BlazeFace works at 192 px).
+_DETECT_MAX_SIDE = 1280
+# Tile pyramid for small faces: whole photo, then tiles of 1/2 and 1/4 of its long side.
+_TILE_LEVELS = 3
+_MIN_TILE_PX = 256
+# The face mesh runs on a square crop this many face-box sizes wide, resampled to this.
+_CROP_FACTOR = 2.0
+_CROP_SIDE = 512
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """The 478 face-mesh landmarks of one face.
+
+    Attributes
+    ----------
+    points : numpy.ndarray
+        (478, 3) float64: ``x, y`` in pixels of the image; ``z`` relative depth in pixel
+        units, larger = farther.
+    image_shape : tuple of int
+        (H, W) of the image the points refer to.
+    """
+
+    points: np.ndarray
+    image_shape: tuple[int, int]
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """Bounding box ``(x0, y0, x1, y1)`` of the landmarks, pixels."""
+        xy = self.points[:, :2]
+        x0, y0 = xy.min(axis=0)
+        x1, y1 = xy.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+    @property
+    def size_px(self) -> float:
+        """Geometric mean of the box's width and height, pixels."""
+        x0, y0, x1, y1 = self.box
+        return math.sqrt(max(x1 - x0, 1e-6) * max(y1 - y0, 1e-6))
+
+    @property
+    def roll_deg(self) -> float:
+        """In-plane rotation from the outer eye corners, degrees (positive = clockwise
+        in the image, i.e. the head's top tilts to the image's right)."""
+        right, left = self.points[RIGHT_EYE_OUTER], self.points[LEFT_EYE_OUTER]
+        return math.degrees(math.atan2(left[1] - right[1], left[0] - right[0]))
+
+    @property
+    def yaw_deg(self) -> float:
+        """Rough head yaw from the eye corners' depths, degrees (positive = nose toward the
+        image's right)."""
+        right, left = self.points[RIGHT_EYE_OUTER], self.points[LEFT_EYE_OUTER]
+        horizontal = math.hypot(left[0] - right[0], left[1] - right[1])
+        return math.degrees(math.atan2(left[2] - right[2], horizontal))
+
+    def transformed(self, matrix: np.ndarray, *, shape: tuple[int, int]) -> FaceLandmarks:
+        """Landmarks mapped through a 2×3 similarity ``matrix`` (z scaled alike)."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        xy = self.points[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+        scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+        points = np.column_stack([xy, self.points[:, 2] * scale])
+        return FaceLandmarks(points=points, image_shape=tuple(shape))
+
+
+class LandmarkDetector:
+    """MediaPipe face detection + face mesh, created once and reused across images.
+
+    Parameters
+    ----------
+    max_faces : int, keyword-only
+        At most this many faces are returned per image.
+    min_confidence : float, keyword-only
+        Minimum detection confidence (0..1).
+
+    Notes
+    -----
+    Thread-safe: calls are serialised by a lock (MediaPipe graphs are not re-entrant).
+    Use :func:`detect_faces` for a process-wide shared detector.
+    """
+
+    def __init__(self, *, max_faces: int = 8, min_confidence: float = 0.5):
+        if max_faces < 1:
+            raise UsageError("max_faces must be at least 1")
+        self.max_faces = int(max_faces)
+        self.min_confidence = float(min_confidence)
+        self._lock = threading.Lock()
+        self._box_detector = None
+        self._mesh_single = None
+        self._mesh_multi = None
+
+    # MediaPipe objects are built on first use so that creating a detector is cheap.
+    def _ensure(self):
+        if self._mesh_single is not None:
+            return
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from mediapipe.python.solutions import face_detection, face_mesh
+
+        self._box_detector = face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=self.min_confidence
+        )
+        self._mesh_single = face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=self.min_confidence,
+        )
+        self._mesh_multi = face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=self.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=self.min_confidence,
+        )
+
+    def close(self) -> None:
+        """Release the MediaPipe graphs."""
+        with self._lock:
+            for obj in (self._box_detector, self._mesh_single, self._mesh_multi):
+                if obj is not None:
+                    obj.close()
+            self._box_detector = self._mesh_single = self._mesh_multi = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def detect(self, image: np.ndarray, *, thorough: bool = False) -> list[FaceLandmarks]:
+        """Find the faces in ``image``, largest first.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            H×W×3 uint8 RGB.
+        thorough : bool, keyword-only
+            Look for small faces at every tile level even when bigger faces were found
+            (slower on big photos). The default finds the largest face quickly.
+
+        Returns
+        -------
+        list of FaceLandmarks
+            Possibly empty; sorted by face size, largest first.
+        """
+        image = np.ascontiguousarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise UsageError("detect() needs an H×W×3 uint8 RGB image")
+        with self._lock, _quiet_native_stderr():
+            self._ensure()
+            boxes = self._boxes(image, thorough=thorough)
+            faces = [self._mesh_on_crop(image, box) for box in boxes]
+            faces = [f for f in faces if f is not None]
+            if not faces:
+                # No box found (e.g. a face cut by the border): let the mesh's own
+                # detector look at the whole image.
+                faces = self._mesh_whole(image)
+        faces = _deduplicate(sorted(faces, key=lambda f: f.size_px, reverse=True))
+        return faces[: self.max_faces]
+
+    def _boxes(self, image, *, thorough: bool):
+        """Face boxes (x0, y0, x1, y1) in photo pixels, coarse to fine.
+
+        BlazeFace sees its input at 192 px and misses faces under ~6 % of that input's
+        side, so small faces in big photos are looked for in half-overlapping tiles of
+        1/2 and 1/4 of the photo's long side (never smaller than _MIN_TILE_PX). The
+        search stops at the first level that finds a face unless ``thorough``.
+        """
+        height, width = image.shape[:2]
+        boxes: list[tuple[float, float, float, float, float]] = []
+        side = max(height, width)
+        for level in range(_TILE_LEVELS):
+            tile = side if level == 0 else side / 2**level
+            if level and tile < _MIN_TILE_PX:
+                break
+            for x, y in _tile_origins(width, height, tile):
+                window = image[int(y) : int(y + tile), int(x) : int(x + tile)]
+                for box in self._detect_boxes(window):
+                    boxes.append(
+                        (box[0] + int(x), box[1] + int(y), box[2] + int(x), box[3] + int(y), box[4])
+                    )
+            if boxes and not thorough:
+                break
+        # Tiles overlap: keep the most confident of boxes that are the same face.
+        kept: list[tuple[float, float, float, float, float]] = []
+        for box in sorted(boxes, key=lambda b: b[4], reverse=True):
+            if all(_iou(box[:4], other[:4]) < 0.3 for other in kept):
+                kept.append(box)
+        return [box[:4] for box in kept]
+
+    def _detect_boxes(self, window):
+        small, factor = _downscale(window, _DETECT_MAX_SIDE)
+        result = self._box_detector.process(np.ascontiguousarray(small))
+        boxes = []
+        for det in result.detections or []:
+            rel = det.location_data.relative_bounding_box
+            x0, y0 = rel.xmin * small.shape[1] / factor, rel.ymin * small.shape[0] / factor
+            w, h = rel.width * small.shape[1] / factor, rel.height * small.shape[0] / factor
+            if w > 4 and h > 4:
+                boxes.append((x0, y0, x0 + w, y0 + h, float(det.score[0])))
+        return boxes
+
+    def _mesh_on_crop(self, image, box):
+        import cv2
+
+        x0, y0, x1, y1 = box
+        side = _CROP_FACTOR * max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        # Every crop is resampled to _CROP_SIDE: plenty for the mesh model (192 px input).
+        scale = _CROP_SIDE / side
+        out = _CROP_SIDE
+        # Similarity: original pixel -> crop pixel (padding outside the image with edge
+        # replication keeps the mesh detector from seeing a hard black border).
+        matrix = np.array([[scale, 0.0, out / 2 - scale * cx], [0.0, scale, out / 2 - scale * cy]])
+        crop = cv2.warpAffine(
+            image,
+            matrix,
+            (out, out),
+            flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        faces = _mesh_points(self._mesh_single.process(crop), crop.shape)
+        if not faces:
+            return None
+        inverse = np.array(
+            [[1 / scale, 0.0, cx - out / 2 / scale], [0.0, 1 / scale, cy - out / 2 / scale]]
+        )
+        return FaceLandmarks(points=faces[0], image_shape=image.shape[:2]).transformed(
+            inverse, shape=image.shape[:2]
+        )
+
+    def _mesh_whole(self, image):
+        small, factor = _downscale(image, _DETECT_MAX_SIDE)
+        faces = []
+        for pts in _mesh_points(self._mesh_multi.process(small), small.shape):
+            pts = pts / factor
+            faces.append(FaceLandmarks(points=pts, image_shape=image.shape[:2]))
+        return faces
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence MediaPipe's C++ log lines (glog/absl write straight to file descriptor 2)."""
+    if os.environ.get("FACE3D_MESH_DEBUG") not in (None, "", "0"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2 (e.g. some embedded hosts)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _tile_origins(width, height, tile):
+    """Top-left corners of half-overlapping square tiles covering the image."""
+
+    def starts(length):
+        if length <= tile:
+            return [0.0]
+        count = int(np.ceil((length - tile) / (tile / 2))) + 1
+        return list(np.linspace(0, length - tile, count))
+
+    return [(x, y) for y in starts(height) for x in starts(width)]
+
+
+def _downscale(image, max_side):
+    import cv2
+
+    height, width = image.shape[:2]
+    factor = min(1.0, max_side / max(height, width))
+    if factor == 1.0:
+        return image, 1.0
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return small, small.shape[1] / width
+
+
+def _mesh_points(result, shape):
+    """MediaPipe result -> list of (478, 3) arrays in pixels of the processed image."""
+    height, width = shape[:2]
+    faces = []
+    for face in result.multi_face_landmarks or []:
+        pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
+        if pts.shape[0] != NUM_LANDMARKS:
+            continue
+        # x, y are normalised by width/height; z uses the width's scale.
+        pts[:, 0] *= width
+        pts[:, 1] *= height
+        pts[:, 2] *= width
+        # MediaPipe's pixel convention puts the image corner at 0; ours, the pixel centre.
+        pts[:, :2] -= 0.5
+        faces.append(pts)
+    return faces
+
+
+def _deduplicate(faces):
+    kept = []
+    for face in faces:
+        if all(_iou(face.box, other.box) < 0.5 for other in kept):
+            kept.append(face)
+    return kept
+
+
+def _iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@lru_cache(maxsize=1)
+def _shared_detector() -> LandmarkDetector:
+    return LandmarkDetector()
+
+
+def detect_faces(
+    image: np.ndarray, *, source: str | None = None, thorough: bool = False
+) -> list[FaceLandmarks]:
+    """Find faces with the process-wide shared detector; raise if there is none.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        H×W×3 uint8 RGB.
+    source : str, optional, keyword-only
+        Name of the input, used in the error message.
+    thorough : bool, keyword-only
+        Also look for faces smaller than the ones found first (see
+        :meth:`LandmarkDetector.detect`).
+
+    Returns
+    -------
+    list of FaceLandmarks
+        At least one face, largest first.
+
+    Raises
+    ------
+    NoFaceError
+        When no face is found.
+    """
+    faces = _shared_detector().detect(image, thorough=thorough)
+    if not faces:
+        name = f"{source}: " if source else ""
+        raise NoFaceError(f"{name}no face found in the image")
+    return faces
+
+
+@lru_cache(maxsize=1)
+def face_mesh_triangles() -> np.ndarray:
+    """Triangles of MediaPipe's 468-point face mesh.
+
+    Returns
+    -------
+    numpy.ndarray
+        (852, 3) int32 landmark indices (winding not normalised). The mesh is a disk
+        bounded by :data:`FACE_OVAL` with three holes: the two eye openings and the mouth
+        (see :func:`face_mesh_holes`).
+    """
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    # MediaPipe publishes the tesselation as edges; its faces are the 3-cliques of that
+    # graph, except two cliques that merely enclose real faces: all three of their edges
+    # belong to three cliques, which no real face's edges do.
+    neighbours: dict[int, set[int]] = {}
+    for a, b in FACEMESH_TESSELATION:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    cliques = []
+    for a, adj in neighbours.items():
+        for b in adj:
+            if b > a:
+                cliques.extend((a, b, c) for c in adj & neighbours[b] if c > b)
+    edge_use = Counter(frozenset(e) for t in cliques for e in _edges(t))
+    faces = [t for t in cliques if not all(edge_use[frozenset(e)] == 3 for e in _edges(t))]
+    return np.array(sorted(faces), dtype=np.int32)
+
+
+@lru_cache(maxsize=1)
+def face_mesh_holes() -> tuple[tuple[int, ...], ...]:
+    """The face mesh's inner boundary loops: two eye openings and the mouth.
+
+    Returns
+    -------
+    tuple of tuple of int
+        Each a closed loop of landmark indices, in order.
+    """
+    edge_use = Counter(frozenset(e) for t in face_mesh_triangles() for e in _edges(t))
+    boundary: dict[int, list[int]] = {}
+    for edge, count in edge_use.items():
+        if count == 1:
+            a, b = tuple(edge)
+            boundary.setdefault(a, []).append(b)
+            boundary.setdefault(b, []).append(a)
+    oval = set(FACE_OVAL)
+    loops, seen = [], set()
+    for start in sorted(boundary):
+        if start in seen or start in oval:
+            continue
+        loop, previous, current = [start], None, start
+        while True:
+            seen.add(current)
+            nxt = next(n for n in boundary[current] if n != previous)
+            if nxt == start:
+                break
+            loop.append(nxt)
+            previous, current = current, nxt
+        loops.append(tuple(loop))
+    return tuple(loops)
+
+
+def _edges(tri):
+    a, b, c = tri
+    return ((a, b), (b, c), (c, a))

@@ -1,0 +1,74 @@
+"""The face region: the face oval of the landmarks, as a pixel mask.
+
+A pixel belongs to the face when its centre lies inside the polygon through the
+:data:`~face3d_mesh.landmarks.FACE_OVAL` landmarks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UsageError
+from .landmarks import FACE_OVAL
+
+__all__ = ["face_mask", "face_alpha"]
+
+_SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
+
+
+def face_mask(
+    landmarks: np.ndarray, shape: tuple[int, int], *, erode_px: float = 0.0
+) -> np.ndarray:
+    """Boolean mask of the face oval.
+
+    Parameters
+    ----------
+    landmarks : numpy.ndarray
+        (478, 2+) float, x/y in pixels of the image (column, row).
+    shape : tuple of int
+        (H, W) of the mask.
+    erode_px : float, keyword-only
+        Shrink the mask by this distance in pixels (0 = none).
+
+    Returns
+    -------
+    numpy.ndarray
+        H×W bool, True inside the face.
+    """
+    import cv2
+
+    if erode_px < 0:
+        raise UsageError("mask erosion must be >= 0 pixels")
+    height, width = int(shape[0]), int(shape[1])
+    polygon = np.asarray(landmarks, dtype=np.float64)[list(FACE_OVAL), :2]
+    # fillPoly treats integer vertices as pixel centres; fixed point gives sub-pixel edges.
+    pts = np.rint(polygon * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    if erode_px > 0:
+        inside = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
+        mask = (inside > erode_px).astype(np.uint8)
+    return mask.astype(bool)
+
+
+def face_alpha(mask: np.ndarray, *, feather_px: float) -> np.ndarray:
+    """Soft version of ``mask`` that ramps from 0 to 1 over ``feather_px`` pixels inside it.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        H×W bool.
+    feather_px : float, keyword-only
+        Width of the ramp in pixels (> 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        H×W float32 in [0, 1], 0 outside the mask.
+    """
+    import cv2
+
+    if feather_px <= 0:
+        return np.asarray(mask, dtype=np.float32)
+    inside = cv2.distanceTransform(np.asarray(mask, np.uint8), cv2.DIST_L2, 5)
+    return np.clip(inside / float(feather_px), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,377 @@
+"""The pipeline: photo → landmarks → aligned crop → depth → filtering → surface.
+
+This is the only module that joins the stages. Coordinates and units of the results:
+
+- ``image``: H×W×3 uint8 RGB, EXIF orientation applied; every array below is on its
+  pixel grid, ``(u, v) = (column, row)``, centre of the top-left pixel at (0, 0).
+- ``landmarks``: (478, 3) float64: ``u, v`` in pixels; ``z`` depth in mm, larger = farther,
+  with the same offset as ``depth_mm`` (the nose tip, landmark 1, is at 0).
+- ``depth_mm``: H×W float32, depth along the optical axis in mm, larger = farther, nose tip
+  at 0, NaN outside ``mask``.
+- ``mesh``: triangles in mm; x right, y up, z toward the camera, origin at the nose tip:
+  ``x = (u - u_nose)·s``, ``y = -(v - v_nose)·s``, ``z = -depth_mm``, with
+  ``s = scale.mm_per_px`` (an orthographic camera at the face).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import ReconstructionConfig
+from .errors import NoFaceError, UsageError
+
+__all__ = ["Reconstruction", "reconstruct"]
+
+
+@dataclass(frozen=True)
+class _DepthStageResult:
+    """What the depth stage leaves for the later stages (kept for re-running them)."""
+
+    aligned: object  # AlignedFace
+    raw_depth_mm: np.ndarray  # crop grid, NaN outside the crop mask
+    crop_mask: np.ndarray
+    mm_per_crop_px: float
+    nose_offset_mm: float
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """The result of :func:`reconstruct`.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        H×W×3 uint8 RGB photo, EXIF orientation applied.
+    landmarks : numpy.ndarray
+        (478, 3) float64: x, y in pixels of ``image``; z depth in mm (larger = farther),
+        same offset as ``depth_mm``.
+    mask : numpy.ndarray
+        H×W bool, the face region (face oval).
+    depth_mm : numpy.ndarray
+        H×W float32 depth along the optical axis, mm, larger = farther, nose tip at 0,
+        NaN outside ``mask``.
+    mesh : pyvista.PolyData
+        Triangulated surface in mm (x right, y up, z toward the camera, origin at the nose
+        tip) with point data ``"RGB"`` (uint8) and texture coordinates ``"UV"``.
+    scale : ScaleEstimate
+        How millimetres were obtained, with its relative uncertainty.
+    depth_info : dict
+        The depth backend used and its diagnostics (e.g. the fit residual in mm).
+    config : ReconstructionConfig
+        The parameters used.
+    source : str or None
+        The input file, when there was one.
+    faces_found : int
+        How many faces the photo has (as far as the search went: all of them when
+        ``config.face > 0``, otherwise at least the largest).
+    timings : dict
+        Wall time of each stage, seconds.
+    """
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    mask: np.ndarray
+    depth_mm: np.ndarray
+    mesh: object
+    scale: object
+    depth_info: dict
+    config: ReconstructionConfig
+    source: str | None = None
+    faces_found: int = 1
+    timings: dict = field(default_factory=dict)
+    _depth_stage: _DepthStageResult | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mm_per_px(self) -> float:
+        """Millimetres per pixel of ``image`` at the face."""
+        return float(self.scale.mm_per_px)
+
+    @property
+    def nose_px(self) -> tuple[float, float]:
+        """Pixel position ``(u, v)`` of the nose tip, the mesh's origin."""
+        from .landmarks import NOSE_TIP
+
+        return float(self.landmarks[NOSE_TIP, 0]), float(self.landmarks[NOSE_TIP, 1])
+
+    @property
+    def landmarks_mesh(self) -> np.ndarray:
+        """(478, 3) float64 landmarks in the mesh's frame (mm, x right, y up, z toward
+        the camera, origin at the nose tip)."""
+        u0, v0 = self.nose_px
+        s = self.mm_per_px
+        pts = self.landmarks
+        return np.column_stack([(pts[:, 0] - u0) * s, -(pts[:, 1] - v0) * s, -pts[:, 2]])
+
+    def with_config(self, **changes) -> Reconstruction:
+        """Re-run only the stages after depth estimation with changed parameters.
+
+        Parameters
+        ----------
+        **changes
+            Filtering and surface parameters of :class:`ReconstructionConfig`
+            (e.g. ``smooth_sigma_mm=1.5``, ``target_triangles=20000``).
+
+        Returns
+        -------
+        Reconstruction
+            A new result; this one is unchanged.
+        """
+        earlier = {"face", "depth", "depth_model", "weights", "device", "working_size_px"}
+        if earlier & changes.keys():
+            raise UsageError(
+                f"with_config() cannot change {sorted(earlier & changes.keys())}: "
+                "call reconstruct() again"
+            )
+        config = self.config.replace(**changes)
+        if self._depth_stage is None:
+            raise UsageError("this reconstruction keeps no depth stage to re-run")
+        timings = dict(self.timings)
+        depth_mm, mesh = _finish(
+            self.image, self.landmarks, self.mask, self.scale, self._depth_stage, config, timings
+        )
+        return Reconstruction(
+            image=self.image,
+            landmarks=self.landmarks,
+            mask=self.mask,
+            depth_mm=depth_mm,
+            mesh=mesh,
+            scale=self.scale,
+            depth_info=self.depth_info,
+            config=config,
+            source=self.source,
+            faces_found=self.faces_found,
+            timings=timings,
+            _depth_stage=self._depth_stage,
+        )
+
+    def solid(self, *, base_mm: float = 3.0, width_mm: float | None = None):
+        """A watertight printable solid of the face relief (see :func:`make_solid`)."""
+        from .solid import make_solid
+
+        return make_solid(self.mesh, base_mm=base_mm, width_mm=width_mm)
+
+    def save(
+        self,
+        path,
+        *,
+        solid: bool = False,
+        base_mm: float = 3.0,
+        width_mm: float | None = None,
+    ) -> list[Path]:
+        """Write the mesh to ``path`` (.stl, .obj with .mtl and texture, .ply).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Output file; its extension picks the format.
+        solid : bool, keyword-only
+            Write a watertight printable solid instead of the open surface.
+        base_mm : float, keyword-only
+            Thickness of the solid's back plate behind the deepest point, mm.
+        width_mm : float or None, keyword-only
+            Scale the solid uniformly to this width (x extent), mm.
+
+        Returns
+        -------
+        list of pathlib.Path
+            Every file written.
+        """
+        from .export import export_mesh
+
+        if not solid and width_mm is not None:
+            raise UsageError("width_mm applies to solids only (use solid=True)")
+        mesh = self.solid(base_mm=base_mm, width_mm=width_mm) if solid else self.mesh
+        return export_mesh(mesh, path, texture=None if solid else self.image)
+
+    def to_trimesh(self):
+        """The mesh as a ``trimesh.Trimesh`` (needs trimesh installed); vertex colours kept."""
+        try:
+            import trimesh
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise UsageError("to_trimesh() needs trimesh: pip install trimesh") from exc
+        faces = self.mesh.faces.reshape(-1, 4)[:, 1:]
+        colors = self.mesh.point_data.get("RGB")
+        return trimesh.Trimesh(
+            vertices=np.asarray(self.mesh.points, dtype=np.float64),
+            faces=faces,
+            vertex_colors=None if colors is None else np.asarray(colors),
+            process=False,
+        )
+
+
+def reconstruct(
+    source,
+    *,
+    config: ReconstructionConfig | None = None,
+    progress=None,
+    name: str | None = None,
+    **options,
+) -> Reconstruction:
+    """Reconstruct the 3D face of a photo.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or numpy.ndarray
+        Image file (JPEG, PNG, WebP, BMP, TIFF) or an H×W×3 uint8 RGB array.
+    config : ReconstructionConfig, optional, keyword-only
+        All parameters; defaults if omitted.
+    progress : callable, optional, keyword-only
+        Called with a short stage name (str) as each stage starts.
+    name : str, optional, keyword-only
+        Name of the input for messages and ``Reconstruction.source`` (default: the path,
+        or None for an array).
+    **options
+        Overrides of ``config`` fields, e.g. ``depth="landmarks"``, ``face=1``.
+
+    Returns
+    -------
+    Reconstruction
+
+    Raises
+    ------
+    ImageError
+        The input is not a usable image.
+    NoFaceError
+        No face found, or ``face`` out of range.
+    ModelError
+        A neural depth model was requested explicitly but is unavailable.
+    """
+    from .align import align_face
+    from .image import load_image
+    from .landmarks import NOSE_TIP, detect_faces
+    from .mask import face_mask
+    from .scale import estimate_scale
+
+    config = (
+        (config or ReconstructionConfig()).replace(**options)
+        if options
+        else (config or ReconstructionConfig())
+    )
+    _validate(config)
+    timings: dict[str, float] = {}
+    if name is None and not isinstance(source, np.ndarray):
+        name = str(source)
+
+    def stage(label):
+        if progress is not None:
+            progress(label)
+        return _Timer(timings, label)
+
+    with stage("load"):
+        image = load_image(source)
+    with stage("landmarks"):
+        faces = detect_faces(image, source=name, thorough=config.face > 0)
+        if config.face >= len(faces):
+            raise NoFaceError(
+                f"{name + ': ' if name else ''}face {config.face} requested, "
+                f"but only {len(faces)} found (0 = largest)"
+            )
+        face = faces[config.face]
+        scale = estimate_scale(face.points)
+    with stage("align"):
+        aligned = align_face(image, face, size_px=config.working_size_px)
+        crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
+        mask = face_mask(face.points, image.shape[:2], erode_px=config.mask_erode_px)
+    mm_per_crop_px = scale.mm_per_px / aligned.scale
+    with stage("depth"):
+        from .depth._backends import estimate_depth
+
+        raw_crop_mm, depth_info = estimate_depth(
+            aligned, crop_mask, mm_per_px=mm_per_crop_px, config=config
+        )
+    landmarks = face.points.copy()
+    landmarks[:, 2] *= scale.mm_per_px
+    nose_offset = float(landmarks[NOSE_TIP, 2])
+    landmarks[:, 2] -= nose_offset
+    stage_result = _DepthStageResult(
+        aligned=aligned,
+        raw_depth_mm=raw_crop_mm,
+        crop_mask=crop_mask,
+        mm_per_crop_px=mm_per_crop_px,
+        nose_offset_mm=nose_offset,
+    )
+    depth_mm, mesh = _finish(image, landmarks, mask, scale, stage_result, config, timings, stage)
+    return Reconstruction(
+        image=image,
+        landmarks=landmarks,
+        mask=mask,
+        depth_mm=depth_mm,
+        mesh=mesh,
+        scale=scale,
+        depth_info=depth_info,
+        config=config,
+        source=name,
+        faces_found=len(faces),
+        timings=timings,
+        _depth_stage=stage_result,
+    )
+
+
+def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=None):
+    """Filtering, mapping back to the photo, and the surface: the re-runnable stages."""
+    from .align import warp_to_image
+    from .filtering import filter_depth
+    from .landmarks import NOSE_TIP
+    from .surface import depth_to_mesh
+
+    stage = stage or (lambda label: _Timer(timings, label))
+    with stage("filter"):
+        filtered = filter_depth(
+            depth_stage.raw_depth_mm,
+            depth_stage.crop_mask,
+            mm_per_px=depth_stage.mm_per_crop_px,
+            bilateral_sigma_space_mm=config.bilateral_sigma_space_mm,
+            bilateral_sigma_depth_mm=config.bilateral_sigma_depth_mm,
+            outlier_threshold=config.outlier_threshold,
+            fill_holes=config.fill_holes,
+            smooth_sigma_mm=config.smooth_sigma_mm,
+        )
+        depth_mm = warp_to_image(filtered, depth_stage.aligned, image.shape[:2])
+        depth_mm -= depth_stage.nose_offset_mm
+        depth_mm[~mask] = np.nan
+    with stage("surface"):
+        mesh = depth_to_mesh(
+            depth_mm,
+            mm_per_px=scale.mm_per_px,
+            origin_px=(float(landmarks[NOSE_TIP, 0]), float(landmarks[NOSE_TIP, 1])),
+            image=image,
+            grid_step_px=config.grid_step_px,
+            target_triangles=config.target_triangles,
+        )
+    return depth_mm, mesh
+
+
+def _validate(config: ReconstructionConfig) -> None:
+    checks = [
+        (config.face >= 0, "face index must be >= 0"),
+        (config.depth in ("landmarks", "midas", "fused", "auto"),
+         f"unknown depth backend {config.depth!r}: use landmarks, midas, fused or auto"),
+        (64 <= config.working_size_px <= 4096, "working size must be 64..4096 pixels"),
+        (config.mask_erode_px >= 0, "mask erosion must be >= 0"),
+        (config.bilateral_sigma_space_mm >= 0, "bilateral spatial sigma must be >= 0 mm"),
+        (config.bilateral_sigma_depth_mm >= 0, "bilateral depth sigma must be >= 0 mm"),
+        (config.outlier_threshold >= 0, "outlier threshold must be >= 0"),
+        (config.smooth_sigma_mm >= 0, "smoothing sigma must be >= 0 mm"),
+        (config.target_triangles >= 100, "target triangles must be >= 100"),
+        (config.grid_step_px is None or config.grid_step_px > 0, "grid step must be > 0 px"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+class _Timer:
+    def __init__(self, timings, label):
+        self.timings, self.label = timings, label
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.label] = self.timings.get(self.label, 0.0) + (
+            time.perf_counter() - self.start
+        )

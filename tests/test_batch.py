@@ -1,0 +1,79 @@
+"""face3d-mesh batch: bad files skipped, summary, resumability, workers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from face3d_mesh.batch import EXIT_SOME_FAILED
+
+
+def run(args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "face3d_mesh", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture()
+def photo_dir(tmp_path, astronaut_path, head_scan_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(astronaut_path, folder / "astronaut.png")
+    shutil.copy(head_scan_path, folder / "scan.png")
+    (folder / "broken.jpg").write_text("not a photo")
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    return folder
+
+
+def test_batch_reports_skips_and_resumes(tmp_path, photo_dir, clean_env):
+    out = tmp_path / "out"
+    result = run(["batch", photo_dir, "-o", out, "--format", "stl", "--depth", "landmarks"],
+                 clean_env)
+    assert result.returncode == EXIT_SOME_FAILED, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    status = {row["file"].rsplit("/", 1)[-1]: row for row in summary["items"]}
+    assert set(status) == {"astronaut.png", "scan.png", "broken.jpg"}
+    assert status["broken.jpg"]["status"] == "failed" and "not an image" in status["broken.jpg"]["error"]
+    assert status["astronaut.png"]["status"] == "ok"
+    assert status["astronaut.png"]["scale_source"] == "iris"
+    assert status["scan.png"]["scale_source"] == "biocular_width_prior"
+    assert (out / "summary.csv").read_text().count("\n") == 4
+    first = (out / "astronaut.stl").stat().st_mtime_ns
+
+    # Rerun: finished inputs are skipped, untouched; the broken one fails again.
+    result = run(["batch", photo_dir, "-o", out, "--depth", "landmarks"], clean_env)
+    assert result.returncode == EXIT_SOME_FAILED
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"] == 2 and summary["failed"] == 1
+    assert (out / "astronaut.stl").stat().st_mtime_ns == first
+
+    # A mesh without its completion record (e.g. a run killed mid-way) is not trusted.
+    (photo_dir / "broken.jpg").unlink()
+    (out / "scan.stl").write_bytes(b"half-written")
+    (out / ".face3d_mesh_done" / "scan.json").unlink()
+    result = run(["batch", photo_dir, "-o", out, "--depth", "landmarks"], clean_env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["ok"], summary["skipped"], summary["failed"]) == (1, 1, 0)
+    assert (out / "scan.stl").stat().st_size > 1000
+
+
+def test_two_workers_give_identical_files(tmp_path, photo_dir, clean_env):
+    (photo_dir / "broken.jpg").unlink()
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run(["batch", photo_dir, "-o", one, "--format", "ply", "--depth", "landmarks",
+                "-q"], clean_env).returncode == 0
+    assert run(["batch", photo_dir, "-o", two, "--format", "ply", "--depth", "landmarks",
+                "--workers", "2", "--overwrite"], clean_env).returncode == 0
+    for name in ("astronaut.ply", "scan.ply"):
+        assert (one / name).read_bytes() == (two / name).read_bytes()
+
+
+def test_no_inputs_is_a_clean_error(tmp_path, clean_env):
+    result = run(["batch", str(tmp_path / "*.jpg"), "-o", tmp_path / "out"], clean_env)
+    assert result.returncode == 3 and "no input images" in result.stderr
+    assert "Traceback" not in result.stderr

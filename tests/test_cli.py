@@ -1,0 +1,144 @@
+"""The command line, end to end in subprocesses: outputs, messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from face3d_mesh.errors import ImageError, NoFaceError, OutputError
+
+
+def run(args, env, cwd=None, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "face3d_mesh", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+    )
+
+
+def assert_clean_error(result, code, pattern):
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert any(pattern in line for line in lines), result.stderr
+    assert lines[-1].startswith("face3d-mesh: ")
+
+
+def test_export_stl_obj_ply(tmp_path, astronaut_path, clean_env):
+    import trimesh
+
+    result = run(["export", astronaut_path, "-o", tmp_path / "face.stl"], clean_env)
+    assert result.returncode == 0, result.stderr
+    assert "scale:" in result.stderr and "iris" in result.stderr
+    data = (tmp_path / "face.stl").read_bytes()
+    n = int.from_bytes(data[80:84], "little")
+    assert len(data) == 84 + 50 * n and n > 50_000  # binary STL
+
+    assert run(["export", astronaut_path, "-o", tmp_path / "face.obj", "-q"], clean_env).returncode == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "face.mtl" in names and any(n.endswith(".png") for n in names)
+
+    assert run(["export", astronaut_path, "-o", tmp_path / "face.ply"], clean_env).returncode == 0
+    ply = trimesh.load(tmp_path / "face.ply", process=False)
+    assert ply.visual.vertex_colors.shape[0] == len(ply.vertices)
+
+
+def test_export_printable_solid(tmp_path, astronaut_path, clean_env):
+    import trimesh
+
+    out = tmp_path / "bust.stl"
+    result = run(["export", astronaut_path, "-o", out, "--solid", "--width-mm", "80",
+                  "--base-mm", "3"], clean_env)
+    assert result.returncode == 0, result.stderr
+    solid = trimesh.load(out, process=True)
+    assert solid.is_watertight and solid.is_winding_consistent and solid.volume > 0
+    assert solid.extents[0] == pytest.approx(80, abs=0.01)
+
+
+def test_depth_png_and_npy(tmp_path, astronaut_path, clean_env):
+    import cv2
+
+    assert run(["depth", astronaut_path, "-o", tmp_path / "d.png"], clean_env).returncode == 0
+    gray = cv2.imread(str(tmp_path / "d.png"), cv2.IMREAD_UNCHANGED)
+    assert gray.dtype == np.uint8 and gray.shape == (512, 512)
+    assert gray[0, 0] == 0 and gray.max() == 255  # background black, nearest white
+    assert run(["depth", astronaut_path, "-o", tmp_path / "d16.png", "--16bit"],
+               clean_env).returncode == 0
+    assert cv2.imread(str(tmp_path / "d16.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert run(["depth", astronaut_path, "-o", tmp_path / "d.npy"], clean_env).returncode == 0
+    depth = np.load(tmp_path / "d.npy")
+    assert depth.dtype == np.float32 and np.isnan(depth[0, 0])
+    # Lighter = closer: the brightest pixel is where the depth is smallest.
+    v, u = np.unravel_index(np.argmax(gray), gray.shape)
+    assert depth[v, u] <= np.nanpercentile(depth, 1)
+
+
+def test_info_lists_faces_and_scale(astronaut_path, clean_env):
+    result = run(["info", astronaut_path, "--json"], clean_env)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert len(info["faces"]) == 1 and info["faces"][0]["scale_source"] == "iris"
+    text = run(["info", astronaut_path], clean_env).stdout
+    assert "face 0" in text and "mm/px" in text and "roll" in text
+
+
+@pytest.mark.parametrize(
+    "content, code, message",
+    [
+        (None, ImageError.exit_code, "no such file"),
+        (b"", ImageError.exit_code, "empty"),
+        (b"GIF89a not really", ImageError.exit_code, "photo.jpg"),
+        (b"plain text, not a photo", ImageError.exit_code, "not an image"),
+    ],
+)
+def test_bad_inputs_fail_cleanly_without_output(tmp_path, clean_env, content, code, message):
+    photo = tmp_path / "photo.jpg"
+    if content is not None:
+        photo.write_bytes(content)
+    out = tmp_path / "face.stl"
+    result = run(["export", photo, "-o", out], clean_env)
+    assert_clean_error(result, code, message)
+    assert not out.exists() and not list(tmp_path.glob(".face.stl*"))
+
+
+def test_no_face_keeps_an_existing_output_intact(tmp_path, clean_env):
+    import cv2
+
+    photo = tmp_path / "wall.png"
+    cv2.imwrite(str(photo), np.full((300, 400, 3), 128, np.uint8))
+    out = tmp_path / "face.stl"
+    out.write_bytes(b"precious")
+    result = run(["export", photo, "-o", out], clean_env)
+    assert_clean_error(result, NoFaceError.exit_code, "no face found")
+    assert out.read_bytes() == b"precious"
+
+
+def test_output_and_usage_errors(tmp_path, astronaut_path, clean_env):
+    result = run(["export", astronaut_path, "-o", tmp_path / "face.xyz"], clean_env)
+    assert_clean_error(result, OutputError.exit_code, ".xyz")
+    result = run(["export", astronaut_path, "-o", tmp_path / "missing" / "face.stl"], clean_env)
+    assert_clean_error(result, OutputError.exit_code, "does not exist")
+    result = run(["export", astronaut_path, "-o", tmp_path / "f.stl", "--base-mm", "-1"],
+                 clean_env)
+    assert_clean_error(result, 2, "base-mm")
+    result = run(["export", astronaut_path, "-o", tmp_path / "f.stl", "--width-mm", "50"],
+                 clean_env)
+    assert_clean_error(result, 2, "--solid")
+    result = run(["depth", astronaut_path, "-o", tmp_path / "d.jpg"], clean_env)
+    assert_clean_error(result, OutputError.exit_code, ".png or .npy")
+    assert run([], clean_env).returncode == 2
+    assert not list(tmp_path.glob("f.stl*"))
+
+
+def test_import_is_light(clean_env):
+    code = (
+        "import sys, face3d_mesh; face3d_mesh.ReconstructionConfig; "
+        "heavy = [m for m in ('torch', 'mediapipe', 'vtk', 'pyvista', 'timm', 'cv2') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=clean_env, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

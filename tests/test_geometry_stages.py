@@ -1,0 +1,92 @@
+"""Alignment, mask and metric scale on real landmarks."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from face3d_mesh.align import align_face, warp_to_image
+from face3d_mesh.landmarks import FACE_OVAL, detect_faces
+from face3d_mesh.mask import face_alpha, face_mask
+from face3d_mesh.scale import BIOCULAR_WIDTH_MM, IRIS_DIAMETER_MM, estimate_scale
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(astronaut_rgb):
+    return detect_faces(astronaut_rgb)[0]
+
+
+def test_aligned_crop_is_upright_and_sized(astronaut_rgb, astronaut_face):
+    rotation = cv2.getRotationMatrix2D((256, 256), 25, 1.0)
+    rotated = cv2.warpAffine(astronaut_rgb, rotation, (512, 512), borderMode=cv2.BORDER_REFLECT)
+    face = detect_faces(rotated)[0]
+    aligned = align_face(rotated, face, size_px=400)
+    assert max(aligned.image.shape[:2]) == 400
+    assert abs(aligned.landmarks.roll_deg) < 0.5
+    assert aligned.roll_deg == pytest.approx(face.roll_deg)
+    # Landmarks in the crop are the photo's landmarks mapped by the matrix.
+    mapped = face.points[:, :2] @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]
+    np.testing.assert_allclose(aligned.landmarks.points[:, :2], mapped)
+    oval = aligned.landmarks.points[list(FACE_OVAL), :2]
+    h, w = aligned.image.shape[:2]
+    assert oval[:, 0].min() > 0 and oval[:, 0].max() < w
+    assert oval[:, 1].min() > 0 and oval[:, 1].max() < h
+
+
+def test_warp_back_reproduces_a_known_field(astronaut_rgb, astronaut_face):
+    aligned = align_face(astronaut_rgb, astronaut_face, size_px=512)
+    h, w = aligned.image.shape[:2]
+    inverse = cv2.invertAffineTransform(aligned.matrix)
+    vc, uc = np.mgrid[0:h, 0:w].astype(np.float64)
+    # A field defined on the photo (u + 2v), sampled on the crop grid, must come back.
+    u = inverse[0, 0] * uc + inverse[0, 1] * vc + inverse[0, 2]
+    v = inverse[1, 0] * uc + inverse[1, 1] * vc + inverse[1, 2]
+    back = warp_to_image((u + 2 * v).astype(np.float32), aligned, astronaut_rgb.shape[:2])
+    mask = face_mask(astronaut_face.points, astronaut_rgb.shape[:2])
+    vv, uu = np.nonzero(mask)
+    np.testing.assert_allclose(back[vv, uu], uu + 2 * vv, atol=0.05)
+
+
+def test_mask_is_the_oval_polygon(astronaut_rgb, astronaut_face):
+    mask = face_mask(astronaut_face.points, astronaut_rgb.shape[:2])
+    oval = astronaut_face.points[list(FACE_OVAL), :2].astype(np.float32)
+    area = cv2.contourArea(oval)
+    assert mask.dtype == bool
+    assert mask.sum() == pytest.approx(area, rel=0.03)
+    cx, cy = oval.mean(axis=0)
+    assert mask[int(cy), int(cx)] and not mask[0, 0]
+    eroded = face_mask(astronaut_face.points, astronaut_rgb.shape[:2], erode_px=5)
+    assert eroded.sum() < mask.sum() and not (eroded & ~mask).any()
+    alpha = face_alpha(mask, feather_px=4)
+    assert alpha.max() == 1.0 and alpha[~mask].max() == 0 and 0 < alpha[mask].min() < 1
+
+
+def test_iris_scale_on_open_eyes(astronaut_face):
+    scale = estimate_scale(astronaut_face.points)
+    assert scale.source == "iris"
+    # A human face: outer eye corners 70-110 mm apart at this scale.
+    corners = np.linalg.norm(astronaut_face.points[263] - astronaut_face.points[33])
+    assert 70 < corners * scale.mm_per_px < 110
+    assert 0.03 < scale.uncertainty < 0.15
+    assert "iris" in scale.describe()
+
+
+def test_scale_follows_image_resolution(astronaut_rgb, astronaut_face):
+    big = cv2.resize(astronaut_rgb, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    face = detect_faces(big)[0]
+    ratio = estimate_scale(astronaut_face.points).mm_per_px / estimate_scale(face.points).mm_per_px
+    assert ratio == pytest.approx(2.0, rel=0.08)
+
+
+def test_closed_eyes_fall_back_to_the_prior(head_scan_rec, astronaut_face):
+    assert head_scan_rec.scale.source == "biocular_width_prior"
+    # Closing the astronaut's eyes (lids together) must also switch to the prior.
+    pts = astronaut_face.points.copy()
+    for upper, lower in ((159, 145), (386, 374)):
+        pts[upper, :2] = pts[lower, :2]
+    scale = estimate_scale(pts)
+    assert scale.source == "biocular_width_prior"
+    width = np.linalg.norm(pts[263] - pts[33])
+    assert scale.mm_per_px * width == pytest.approx(BIOCULAR_WIDTH_MM[0])
+    assert IRIS_DIAMETER_MM[0] == 11.7

@@ -1,0 +1,84 @@
+"""Real MediaPipe on real photos: detection, several faces, small faces, roll, no face."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from face3d_mesh.errors import NoFaceError
+from face3d_mesh.landmarks import (
+    FACE_OVAL,
+    LEFT_EYE_OUTER,
+    NOSE_TIP,
+    NUM_LANDMARKS,
+    RIGHT_EYE_OUTER,
+    detect_faces,
+    face_mesh_holes,
+    face_mesh_triangles,
+)
+
+
+def test_astronaut_landmarks_are_a_plausible_face(astronaut_rgb):
+    faces = detect_faces(astronaut_rgb)
+    assert len(faces) == 1
+    pts = faces[0].points
+    assert pts.shape == (NUM_LANDMARKS, 3) and np.isfinite(pts).all()
+    h, w = astronaut_rgb.shape[:2]
+    assert (pts[:, 0] > 0).all() and (pts[:, 0] < w).all()
+    assert (pts[:, 1] > 0).all() and (pts[:, 1] < h).all()
+    # The subject's right eye is on the image's left; eyes above the nose, nose above chin.
+    assert pts[RIGHT_EYE_OUTER, 0] < pts[NOSE_TIP, 0] < pts[LEFT_EYE_OUTER, 0]
+    assert pts[RIGHT_EYE_OUTER, 1] < pts[NOSE_TIP, 1] < pts[152, 1]
+    # z: larger = farther, so the nose tip is nearer than the face oval.
+    assert pts[NOSE_TIP, 2] < np.median(pts[list(FACE_OVAL), 2])
+
+
+def test_small_face_in_large_photo_is_found(astronaut_rgb):
+    reference = detect_faces(astronaut_rgb)[0].points
+    canvas = np.full((3000, 4000, 3), 90, np.uint8)
+    x0, y0 = 2900, 1900
+    canvas[y0 : y0 + 512, x0 : x0 + 512] = astronaut_rgb
+    faces = detect_faces(canvas)
+    assert len(faces) == 1
+    found = faces[0].points[:, :2] - [x0, y0]
+    error = np.median(np.linalg.norm(found - reference[:, :2], axis=1))
+    assert error < 0.03 * faces[0].size_px
+
+
+def test_several_faces_largest_first(astronaut_rgb):
+    small = cv2.resize(astronaut_rgb, (256, 256), interpolation=cv2.INTER_AREA)
+    canvas = np.full((512, 800, 3), 120, np.uint8)
+    canvas[:, :512] = astronaut_rgb
+    canvas[100:356, 530:786] = small
+    assert len(detect_faces(canvas)) == 1  # the fast default stops at the largest faces
+    faces = detect_faces(canvas, thorough=True)
+    assert len(faces) == 2
+    assert faces[0].size_px > 1.5 * faces[1].size_px
+    assert faces[0].points[NOSE_TIP, 0] < 512 < faces[1].points[NOSE_TIP, 0]
+
+
+def test_roll_follows_the_image_rotation(astronaut_rgb):
+    base = detect_faces(astronaut_rgb)[0]
+    cx, cy = base.points[NOSE_TIP, :2]
+    rotation = cv2.getRotationMatrix2D((cx, cy), -20, 1.0)  # OpenCV: negative = clockwise
+    rotated = cv2.warpAffine(astronaut_rgb, rotation, (512, 512), borderMode=cv2.BORDER_REFLECT)
+    face = detect_faces(rotated)[0]
+    assert face.roll_deg - base.roll_deg == pytest.approx(20, abs=3)
+
+
+def test_no_face_raises_with_the_file_name():
+    blank = np.full((300, 300, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="wall.jpg: no face"):
+        detect_faces(blank, source="wall.jpg")
+
+
+def test_face_mesh_topology():
+    triangles = face_mesh_triangles()
+    assert triangles.shape == (852, 3)
+    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]],
+                                    triangles[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    assert counts.max() == 2  # a manifold: no edge in three triangles
+    holes = face_mesh_holes()
+    assert sorted(len(h) for h in holes) == [16, 16, 20]  # two eyes, the mouth
