@@ -121,7 +121,43 @@ def _save_mesh_atomic(mesh, path: Path) -> Path:
     return path
 
 
-def annotate_photo(image, landmarks=None, mask=None, max_side=900) -> np.ndarray:
+def face_box(shape, mask=None, landmarks=None, margin=0.35):
+    """Photo-pixel box (u0, v0, u1, v1) around the face, with ``margin`` of its size added.
+
+    Parameters
+    ----------
+    shape : tuple
+        Shape of the photo.
+    mask : ndarray or None
+        H×W bool face region (preferred).
+    landmarks : ndarray or None
+        (N, 2+) landmarks in pixels, used when there is no mask.
+    margin : float
+        Fraction of the face's size added on every side.
+
+    Returns
+    -------
+    tuple of int
+        The box, clipped to the photo; the whole photo when there is no face.
+    """
+    h, w = shape[:2]
+    if mask is not None and np.any(mask):
+        rows, cols = np.nonzero(mask)
+        fu0, fu1, fv0, fv1 = cols.min(), cols.max() + 1, rows.min(), rows.max() + 1
+    elif landmarks is not None and len(landmarks):
+        lm = np.asarray(landmarks)[:, :2]
+        fu0, fv0 = np.floor(np.nanmin(lm, axis=0))
+        fu1, fv1 = np.ceil(np.nanmax(lm, axis=0)) + 1
+    else:
+        return 0, 0, w, h
+    side = max(fu1 - fu0, fv1 - fv0) * (1 + 2 * margin)
+    cu, cv = 0.5 * (fu0 + fu1), 0.5 * (fv0 + fv1)
+    u0, u1 = int(max(0, np.floor(cu - side / 2))), int(min(w, np.ceil(cu + side / 2)))
+    v0, v1 = int(max(0, np.floor(cv - side / 2))), int(min(h, np.ceil(cv + side / 2)))
+    return u0, v0, u1, v1
+
+
+def annotate_photo(image, landmarks=None, mask=None, max_side=900, box=None) -> np.ndarray:
     """The photo with the face-mask outline and the landmarks drawn on it.
 
     Parameters
@@ -135,6 +171,8 @@ def annotate_photo(image, landmarks=None, mask=None, max_side=900) -> np.ndarray
     max_side : int
         The result is resized (up or down) so that its long side is about this many pixels,
         so that the overlay stays crisp on small photos and light on large ones.
+    box : tuple of int or None
+        Crop (u0, v0, u1, v1) of the photo to draw; default the whole photo.
 
     Returns
     -------
@@ -143,7 +181,12 @@ def annotate_photo(image, landmarks=None, mask=None, max_side=900) -> np.ndarray
     """
     import cv2
 
-    img = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+    u0, v0, u1, v1 = box if box is not None else (0, 0, image.shape[1], image.shape[0])
+    img = np.ascontiguousarray(image[v0:v1, u0:u1, :3], dtype=np.uint8)
+    if mask is not None:
+        mask = np.asarray(mask)[v0:v1, u0:u1]
+    if landmarks is not None:
+        landmarks = np.asarray(landmarks, np.float64)[:, :2] - (u0, v0)
     h, w = img.shape[:2]
     f = max_side / max(h, w)
     if abs(f - 1) > 0.05:
@@ -459,11 +502,15 @@ class FaceViewer:
         tp.SetFrame(False)
         self.help_actor.SetVisibility(False)
 
-    def _panel_camera(self, renderer, w, h):
+    def _panel_camera(self, renderer, box):
+        """Parallel camera showing the photo-pixel box (u0, v0, u1, v1) of a panel."""
+        u0, v0, u1, v1 = box
+        w, h = u1 - u0, v1 - v0
+        cx, cy = 0.5 * (u0 + u1), self._img_h - 0.5 * (v0 + v1)
         cam = renderer.camera
         cam.parallel_projection = True
-        cam.focal_point = (w / 2, h / 2, 0)
-        cam.position = (w / 2, h / 2, 10 * max(w, h))
+        cam.focal_point = (cx, cy, 0)
+        cam.position = (cx, cy, 10 * max(w, h))
         cam.up = (0, 1, 0)
         vx0, vy0, vx1, vy1 = renderer.GetViewport()
         ww, wh = self.plotter.window_size
@@ -473,45 +520,61 @@ class FaceViewer:
         return dict(position=cam.position, focal_point=cam.focal_point, up=cam.up,
                     scale=cam.parallel_scale)
 
-    def _image_plane(self, img):
-        h, w = img.shape[:2]
-        plane = pv.Plane(center=(w / 2, h / 2, 0), direction=(0, 0, 1), i_size=w, j_size=h,
+    def _image_plane(self, img, box):
+        """A plane textured with ``img`` covering the photo-pixel box (u0, v0, u1, v1).
+
+        World coordinates of the panels are photo pixels: x = u, y = H - v.
+        """
+        u0, v0, u1, v1 = box
+        plane = pv.Plane(center=(0.5 * (u0 + u1), self._img_h - 0.5 * (v0 + v1), 0),
+                         direction=(0, 0, 1), i_size=u1 - u0, j_size=v1 - v0,
                          i_resolution=1, j_resolution=1)
-        return plane, pv.Texture(np.ascontiguousarray(img))
+        tex = pv.Texture(np.ascontiguousarray(img))
+        tex.interpolate = True
+        return plane, tex
+
+    def _depth_panel_image(self):
+        u0, v0, u1, v1 = self.panel_box
+        mask = getattr(self.rec, "mask", None)
+        gray, span = depth_to_gray(self.rec.depth_mm[v0:v1, u0:u1],
+                                   None if mask is None else np.asarray(mask)[v0:v1, u0:u1])
+        label = f"depth map: white = nose tip, dark grey = {span:.0f} mm behind"
+        return gray, label
 
     def _add_panels(self):
         p = self.plotter
         rec = self.rec
+        self._img_h = rec.image.shape[0]
+        self.panel_box = face_box(rec.image.shape, getattr(rec, "mask", None),
+                                  getattr(rec, "landmarks", None))
         self.panel_cams = {}
         self.panel_renderers = []
         photo = annotate_photo(rec.image, getattr(rec, "landmarks", None),
-                               getattr(rec, "mask", None))
-        ratio = photo.shape[1] / rec.image.shape[1]
-        for (row, img, label) in ((0, photo, "photo: landmarks + face mask"),
-                                  (1, None, "depth map: lighter = closer")):
+                               getattr(rec, "mask", None), box=self.panel_box)
+        depth, depth_label = self._depth_panel_image()
+        for row, img, label in ((0, photo, "photo: landmarks + face mask"),
+                                (1, depth, depth_label)):
             p.subplot(row, 2)
             p.set_background(PANEL_BG)
-            if img is None:
-                gray, span = depth_to_gray(rec.depth_mm, getattr(rec, "mask", None))
-                img = gray
-                label = f"depth map: white = nose tip, dark grey = {span:.0f} mm behind"
-            plane, tex = self._image_plane(img)
+            plane, tex = self._image_plane(img, self.panel_box)
             actor = p.add_mesh(plane, texture=tex, lighting=False, reset_camera=False,
                                name=f"panel{row}")
-            p.add_text(label, position="upper_left", font_size=9, color="white",
-                       name=f"panel_label{row}")
-            self.panel_cams[row] = self._panel_camera(p.renderer, img.shape[1], img.shape[0])
+            text = p.add_text(label, position="upper_left", font_size=9, color="white",
+                              name=f"panel_label{row}")
+            self.panel_cams[row] = self._panel_camera(p.renderer, self.panel_box)
             self.panel_renderers.append(p.renderer)
             if row == 1:
-                self.depth_panel_actor = actor
-        del ratio
+                self.depth_panel_actor, self.depth_panel_label = actor, text
         p.subplot(0, 0)
 
     def _refresh_depth_panel(self):
         if not self.has_panels:
             return
-        gray, span = depth_to_gray(self.rec.depth_mm, getattr(self.rec, "mask", None))
-        self.depth_panel_actor.texture = pv.Texture(np.ascontiguousarray(gray))
+        gray, label = self._depth_panel_image()
+        tex = pv.Texture(np.ascontiguousarray(gray))
+        tex.interpolate = True
+        self.depth_panel_actor.texture = tex
+        self.depth_panel_label.set_text("upper_left", label)
 
     def _restore_panel_cameras(self, *_):
         """Keep the photo and depth panels fixed: undo any camera change made there."""
