@@ -318,6 +318,40 @@ class FaceViewer:
         self._update_geometry(reset_camera=True)
         self.set_mode(mode, render=False)
 
+    def renderer_name(self) -> str:
+        """The OpenGL renderer string (e.g. ``"llvmpipe (LLVM 15.0.6, 256 bits)"``).
+
+        Renders once if nothing was rendered yet (that opens the window when interactive).
+        """
+        rw = self.plotter.render_window
+        if rw is None:
+            return ""
+        caps = rw.ReportCapabilities()
+        if "OpenGL renderer string" not in caps:
+            rw.Render()
+            caps = rw.ReportCapabilities()
+        for line in caps.splitlines():
+            if line.startswith("OpenGL renderer string:"):
+                return line.split(":", 1)[1].strip()
+        return ""
+
+    def tune_for_interaction(self) -> bool:
+        """Turn multisampling off on a software OpenGL (llvmpipe, softpipe, SwiftShader).
+
+        A software rasteriser fills pixels on the CPU: 4× multisampling halves the frame
+        rate there, while it is free on a GPU. Screenshots keep it.
+
+        Returns
+        -------
+        bool
+            True when the renderer is a software one (and multisampling was turned off).
+        """
+        name = self.renderer_name().lower()
+        software = any(k in name for k in ("llvmpipe", "softpipe", "swiftshader", "swrast"))
+        if software:
+            self.plotter.render_window.SetMultiSamples(0)
+        return software
+
     # ------------------------------------------------------------------ geometry
     @staticmethod
     def _prepare_mesh(mesh):
@@ -418,6 +452,10 @@ class FaceViewer:
         self.plotter.subplot(0, 0)
         self.plotter.set_background(BG_BOTTOM, top=BG_TOP)
         self.main_renderer = self.plotter.renderer
+        if hasattr(self.main_renderer, "SetDitherGradient"):  # VTK >= 9.3
+            # dithering noise in the background makes PNGs 2-3x larger; the banding it
+            # hides is invisible on this dark, narrow gradient
+            self.main_renderer.SetDitherGradient(False)
         self._setup_lights()
         if self.has_panels:
             self._add_panels()
@@ -452,8 +490,9 @@ class FaceViewer:
                                                  ambient=0.25, diffuse=0.8, **common)
         else:
             self.actors["textured"] = self.actors["shaded"]
-        self.actors["wireframe"] = p.add_mesh(surf, style="wireframe", color=(0.65, 0.82, 1.0),
-                                              line_width=1, lighting=False, opacity=0.35,
+        # opaque lines: a translucent wireframe costs a depth-sorting pass per frame
+        self.actors["wireframe"] = p.add_mesh(surf, style="wireframe", color=(0.45, 0.62, 0.85),
+                                              line_width=1, lighting=False,
                                               **common)
         self.actors["points"] = p.add_mesh(self.cloud, style="points", scalars="closeness",
                                            cmap="gray", clim=self._closeness_clim(),
@@ -515,7 +554,11 @@ class FaceViewer:
         vx0, vy0, vx1, vy1 = renderer.GetViewport()
         ww, wh = self.plotter.window_size
         aspect = ((vx1 - vx0) * ww) / max(1.0, (vy1 - vy0) * wh)
-        cam.parallel_scale = 1.12 * max(h / 2, w / (2 * aspect))
+        scale = 1.14 * max(h / 2, w / (2 * aspect))
+        cy += 0.07 * scale  # room for the panel's caption above the image
+        cam.focal_point = (cx, cy, 0)
+        cam.position = (cx, cy, 10 * max(w, h))
+        cam.parallel_scale = scale
         renderer.ResetCameraClippingRange()
         return dict(position=cam.position, focal_point=cam.focal_point, up=cam.up,
                     scale=cam.parallel_scale)

@@ -98,7 +98,7 @@ def parse_size(text) -> tuple[int, int]:
     Returns
     -------
     tuple of int
-        (width, height), each between 64 and 8192.
+        (width, height), each between 16 and 8192.
 
     Raises
     ------
@@ -112,8 +112,8 @@ def parse_size(text) -> tuple[int, int]:
             w, h = (int(t) for t in text)
     except (TypeError, ValueError):
         raise UsageError(f"invalid size {text!r}: expected WIDTHxHEIGHT, e.g. 1600x900") from None
-    if not (64 <= w <= 8192 and 64 <= h <= 8192):
-        raise UsageError(f"invalid size {text!r}: width and height must be 64..8192 pixels")
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise UsageError(f"invalid size {text!r}: width and height must be 16..8192 pixels")
     return w, h
 
 
@@ -272,6 +272,7 @@ def show(
     if off_screen:
         plotter.render()
         return plotter
+    viewer.tune_for_interaction()
     if viewer.verbose:
         print("face3d_mesh viewer: press h in the window for the keys, q to quit", flush=True)
     plotter.show(title=viewer.title)
