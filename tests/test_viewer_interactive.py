@@ -126,6 +126,11 @@ def test_window_opens_on_xvfb_and_keys_work(xdisplay, tmp_path):
         # VTK's own 'e' would have closed the window; ours exports and the window stays
         key("w", "mode: wireframe")
         key("bracketright", "smoothing 0.5 mm")
+        # measurement: 'm' picks the surface under the mouse pointer
+        xdo("mousemove", "--window", wid, "400", "330")
+        key("m", "measure: first point")
+        xdo("mousemove", "--window", wid, "480", "330")
+        distance = float(key("m", "distance:").split()[1])
         key("q", "closed")
         assert child.wait(30) == 0
     finally:
@@ -141,6 +146,8 @@ def test_window_opens_on_xvfb_and_keys_work(xdisplay, tmp_path):
     assert np.abs(view_a - view_b).mean() > 3  # texture toggled
     assert ((view_a[..., 0] - view_a[..., 1]) > 50).sum() > 300  # textured: red lips
     assert ((view_b[..., 0] - view_b[..., 1]) > 50).sum() < 50  # shaded: none
+    # 80 px apart on a face ~150 mm wide drawn ~450 px wide: a few cm
+    assert 10 < distance < 60, distance
     for ext in (".stl", ".obj"):
         path = tmp_path / f"face_mesh_01{ext}"
         assert str(path) in exported and path.stat().st_size > 10_000
