@@ -63,9 +63,9 @@ def test_view_bad_screenshot_folder(stl_file, tmp_path, headless):
 
 def test_view_photo_screenshot(tmp_path, headless):
     """The real pipeline on the sample photo (skipped where it cannot run)."""
-    from PIL import Image
-
     import importlib
+
+    from PIL import Image
 
     try:
         for name in ("pipeline", "filtering", "surface", "export"):
