@@ -68,7 +68,7 @@ def test_view_photo_screenshot(tmp_path, headless):
     from PIL import Image
 
     try:
-        for name in ("pipeline", "filtering", "surface", "export"):
+        for name in ("pipeline", "filtering", "surface"):
             importlib.import_module(f"face3d_mesh.{name}")
     except ImportError as exc:
         pytest.skip(f"pipeline not available: {exc}")
