@@ -1,4 +1,4 @@
-"""Atomic file writing: a temporary file in the target folder, renamed into place.
+"""Atomic file writing: temporary files in the target folder, renamed into place.
 
 A failure (an exception, a full disk, Ctrl-C) never leaves a partial file and never
 clobbers an existing one.
@@ -6,66 +6,84 @@ clobbers an existing one.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["atomic_paths", "check_writable"]
+__all__ = ["write_atomically", "check_writable"]
 
 
 def check_writable(path) -> Path:
-    """Return ``path`` as a Path after checking its folder exists and is writable."""
+    """Return ``path`` as a Path after checking its folder exists and it is no folder."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if not folder.is_dir():
-        raise OutputError(f"{path}: folder {folder} does not exist")
+        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
     if path.is_dir():
-        raise OutputError(f"{path}: is a folder")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{path}: folder {folder} is not writable")
+        raise OutputError(f"cannot write {path}: it is a folder")
     return path
 
 
-@contextlib.contextmanager
-def atomic_paths(*paths):
-    """Yield temporary paths, one per target; on success rename each onto its target.
+def write_atomically(files: dict) -> None:
+    """Write every ``{path: bytes}`` item via temp file + ``os.replace``; all or nothing.
 
     Parameters
     ----------
-    *paths : str or os.PathLike
-        Final file names. Their folders must exist.
+    files : dict of pathlib.Path to bytes
+        Contents of each file, in the order they are put in place (main file last).
 
-    Yields
-    ------
-    list of pathlib.Path
-        Temporary files (same folders, hidden names) to write to.
+    All temporary files are written first; then they are moved in place in order.  If a move
+    fails, files already replaced are restored from hard-link backups (where the file system
+    allows them) and new ones removed.  Temporary files never outlive the call.
     """
-    targets = [check_writable(p) for p in paths]
-    temps = []
+    temps: dict[Path, Path] = {}
+    backups: dict[Path, Path] = {}
+    placed: list[Path] = []
+    current = next(iter(files))
     try:
-        for target in targets:
-            fd, name = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".part", dir=target.parent or "."
-            )
-            os.close(fd)
-            temps.append(Path(name))
-        yield temps
-        mode = 0o666 & ~_umask()
-        for temp, target in zip(temps, targets, strict=True):
-            os.chmod(temp, mode)  # mkstemp makes 0600 files; give them the usual mode
-            os.replace(temp, target)
-    except OSError as exc:
-        raise OutputError(f"cannot write {targets[0]}: {exc.strerror or exc}") from None
+        for target, data in files.items():
+            current = target
+            tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            temps[target] = tmp
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        for target, tmp in temps.items():
+            current = target
+            if len(files) > 1 and target.exists():
+                bak = target.with_name(f".{target.name}.{secrets.token_hex(6)}.bak")
+                try:
+                    os.link(target, bak)
+                    backups[target] = bak
+                except OSError:
+                    pass
+            os.replace(tmp, target)
+            placed.append(target)
+    except BaseException as err:
+        for target in placed:
+            try:
+                if target in backups:
+                    os.replace(backups.pop(target), target)
+                else:
+                    os.unlink(target)
+            except OSError:
+                pass
+        if isinstance(err, OSError):
+            reason = err.strerror or type(err).__name__
+            raise OutputError(f"cannot write {current}: {reason}") from None
+        raise
     finally:
-        for temp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+        for tmp in temps.values():
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass
+        for bak in backups.values():
+            try:
+                os.unlink(bak)
+            except OSError:
+                pass

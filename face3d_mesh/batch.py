@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ._atomic import atomic_paths
+from ._atomic import write_atomically
 from .config import ReconstructionConfig
 from .errors import Face3DError, ImageError, OutputError, UsageError
 
@@ -139,8 +140,7 @@ def _process(job: _Job) -> BatchItem:
         marker = _marker(job)
         marker.parent.mkdir(exist_ok=True)
         record = {"file": job.file, "outputs": {p.name: p.stat().st_size for p in written}}
-        with atomic_paths(marker) as (temp,):
-            temp.write_text(json.dumps(record))
+        write_atomically({marker: json.dumps(record).encode()})
         item.status = "ok"
     except Face3DError as exc:
         item.status, item.error = "failed", " ".join(str(exc).split())
@@ -260,27 +260,27 @@ def write_summary(items: list[BatchItem], out_dir) -> tuple[Path, Path]:
         "timings",
         "outputs",
     ]
-    with atomic_paths(json_path, csv_path) as (json_temp, csv_temp):
-        json_temp.write_text(
-            json.dumps(
-                {
-                    "total": len(items),
-                    "ok": sum(i.status == "ok" for i in items),
-                    "skipped": sum(i.status == "skipped" for i in items),
-                    "failed": sum(i.status == "failed" for i in items),
-                    "items": rows,
-                },
-                indent=1,
-            )
-        )
-        with open(csv_temp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                row = dict(row)
-                row["timings"] = json.dumps(row["timings"])
-                row["outputs"] = ";".join(row["outputs"])
-                writer.writerow(row)
+    summary = {
+        "total": len(items),
+        "ok": sum(i.status == "ok" for i in items),
+        "skipped": sum(i.status == "skipped" for i in items),
+        "failed": sum(i.status == "failed" for i in items),
+        "items": rows,
+    }
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        row = dict(row)
+        row["timings"] = json.dumps(row["timings"])
+        row["outputs"] = ";".join(row["outputs"])
+        writer.writerow(row)
+    write_atomically(
+        {
+            json_path: json.dumps(summary, indent=1).encode(),
+            csv_path: table.getvalue().encode(),
+        }
+    )
     return json_path, csv_path
 
 

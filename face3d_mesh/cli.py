@@ -333,7 +333,7 @@ def _describe(rec) -> str:
 
 
 def _cmd_export(args):
-    from .export import supported_extension
+    from .exporters import supported_extension
 
     supported_extension(args.output)  # fail before the slow work
     if args.width_mm is not None and not args.solid:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_paths
+from ._atomic import check_writable, write_atomically
 from .errors import OutputError
 
 __all__ = ["depth_to_gray", "save_depth", "supported_depth_extension", "DEPTH_EXTENSIONS"]
@@ -62,15 +63,16 @@ def save_depth(depth_mm: np.ndarray, path, *, sixteen_bit: bool = False) -> Path
     import cv2
 
     ext = supported_depth_extension(path)
-    path = Path(path)
-    with atomic_paths(path) as (temp,):
-        if ext == ".npy":
-            with open(temp, "wb") as fh:
-                np.save(fh, np.asarray(depth_mm, dtype=np.float32))
-        else:
-            gray = depth_to_gray(depth_mm, bits=16 if sixteen_bit else 8)
-            ok, data = cv2.imencode(".png", gray)
-            if not ok:
-                raise OutputError(f"{path}: PNG encoding failed")
-            temp.write_bytes(data.tobytes())
+    path = check_writable(path)
+    if ext == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(depth_mm, dtype=np.float32))
+        data = buffer.getvalue()
+    else:
+        gray = depth_to_gray(depth_mm, bits=16 if sixteen_bit else 8)
+        ok, encoded = cv2.imencode(".png", gray)
+        if not ok:
+            raise OutputError(f"{path}: PNG encoding failed")
+        data = encoded.tobytes()
+    write_atomically({path: data})
     return path

@@ -98,13 +98,38 @@ class Reconstruction:
         return float(self.landmarks[NOSE_TIP, 0]), float(self.landmarks[NOSE_TIP, 1])
 
     @property
+    def camera(self) -> dict:
+        """The camera model behind the mesh: orthographic (weak perspective) at the face.
+
+        Returns
+        -------
+        dict
+            ``model`` ("orthographic"), ``mm_per_px`` (float), ``origin_px`` (the nose
+            tip's pixel, the mesh origin), ``image_size_px`` (W, H). A pixel (u, v) with
+            depth d is the mesh point ((u - u0)·s, -(v - v0)·s, -d).
+        """
+        return {
+            "model": "orthographic",
+            "mm_per_px": self.mm_per_px,
+            "origin_px": self.nose_px,
+            "image_size_px": (int(self.image.shape[1]), int(self.image.shape[0])),
+        }
+
+    def pixel_to_mesh(self, u, v, depth_mm) -> np.ndarray:
+        """Photo pixels and depths (mm) to mesh-frame points (mm), shape (..., 3)."""
+        u0, v0 = self.nose_px
+        s = self.mm_per_px
+        u, v, d = np.broadcast_arrays(
+            np.asarray(u, float), np.asarray(v, float), np.asarray(depth_mm, float)
+        )
+        return np.stack([(u - u0) * s, -(v - v0) * s, -d], axis=-1)
+
+    @property
     def landmarks_mesh(self) -> np.ndarray:
         """(478, 3) float64 landmarks in the mesh's frame (mm, x right, y up, z toward
         the camera, origin at the nose tip)."""
-        u0, v0 = self.nose_px
-        s = self.mm_per_px
         pts = self.landmarks
-        return np.column_stack([(pts[:, 0] - u0) * s, -(pts[:, 1] - v0) * s, -pts[:, 2]])
+        return self.pixel_to_mesh(pts[:, 0], pts[:, 1], pts[:, 2])
 
     def with_config(self, **changes) -> Reconstruction:
         """Re-run only the stages after depth estimation with changed parameters.
@@ -180,7 +205,7 @@ class Reconstruction:
         list of pathlib.Path
             Every file written.
         """
-        from .export import export_mesh
+        from .exporters import export_mesh
 
         if not solid and width_mm is not None:
             raise UsageError("width_mm applies to solids only (use solid=True)")

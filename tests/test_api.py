@@ -7,16 +7,51 @@ import inspect
 import face3d_mesh
 
 PUBLIC = {
-    "reconstruct", "Reconstruction", "ReconstructionConfig", "load_image",
-    "LandmarkDetector", "FaceLandmarks", "detect_faces", "ScaleEstimate", "estimate_scale",
-    "face_mask", "filter_depth", "depth_to_mesh", "make_solid", "export_mesh", "export",
-    "load_mesh", "save_depth", "depth_to_gray", "show", "Face3DError", "ImageError",
-    "NoFaceError", "ModelError", "OutputError", "UsageError",
+    "reconstruct",
+    "Reconstruction",
+    "ReconstructionConfig",
+    "load_image",
+    "LandmarkDetector",
+    "FaceLandmarks",
+    "detect_faces",
+    "ScaleEstimate",
+    "estimate_scale",
+    "face_mask",
+    "filter_depth",
+    "depth_to_mesh",
+    "make_solid",
+    "export_mesh",
+    "export",
+    "load_mesh",
+    "save_depth",
+    "depth_to_gray",
+    "show",
+    "Face3DError",
+    "ImageError",
+    "NoFaceError",
+    "ModelError",
+    "OutputError",
+    "UsageError",
 }
 RESULT_ATTRIBUTES = {
-    "image", "landmarks", "mask", "depth_mm", "mesh", "scale", "depth_info", "config",
-    "source", "timings", "faces_found", "mm_per_px", "nose_px", "landmarks_mesh",
-    "with_config", "save", "solid", "to_trimesh",
+    "image",
+    "landmarks",
+    "mask",
+    "depth_mm",
+    "mesh",
+    "scale",
+    "depth_info",
+    "config",
+    "source",
+    "timings",
+    "faces_found",
+    "mm_per_px",
+    "nose_px",
+    "landmarks_mesh",
+    "with_config",
+    "save",
+    "solid",
+    "to_trimesh",
 }
 
 
@@ -33,8 +68,13 @@ def test_reconstruction_attributes():
 
 
 def test_options_are_keyword_only():
-    for func in (face3d_mesh.reconstruct, face3d_mesh.filter_depth, face3d_mesh.depth_to_mesh,
-                 face3d_mesh.make_solid, face3d_mesh.export_mesh):
+    for func in (
+        face3d_mesh.reconstruct,
+        face3d_mesh.filter_depth,
+        face3d_mesh.depth_to_mesh,
+        face3d_mesh.make_solid,
+        face3d_mesh.export_mesh,
+    ):
         params = list(inspect.signature(func).parameters.values())
         positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
         assert len(positional) <= 3, (func.__name__, positional)

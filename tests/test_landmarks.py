@@ -76,8 +76,9 @@ def test_no_face_raises_with_the_file_name():
 def test_face_mesh_topology():
     triangles = face_mesh_triangles()
     assert triangles.shape == (852, 3)
-    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]],
-                                    triangles[:, [2, 0]]]), axis=1)
+    edges = np.sort(
+        np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), axis=1
+    )
     _, counts = np.unique(edges, axis=0, return_counts=True)
     assert counts.max() == 2  # a manifold: no edge in three triangles
     holes = face_mesh_holes()

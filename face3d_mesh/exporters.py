@@ -1,0 +1,347 @@
+"""Write meshes to STL (binary), OBJ (+ MTL + texture PNG) and PLY (binary, vertex colours).
+
+The writers are plain numpy serialisers, one per extension, in :data:`EXPORTERS`.  Each
+builds the bytes of every file it produces in memory; :func:`export_mesh` then writes them
+atomically: each to a temporary file in the destination folder, then ``os.replace``.  On any
+failure the temporary files are removed and files that existed before are left intact.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._atomic import check_writable, write_atomically
+from .errors import OutputError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyvista as pv
+
+__all__ = [
+    "EXPORTERS",
+    "export",
+    "export_mesh",
+    "load_mesh",
+    "supported_extension",
+    "supported_extensions",
+]
+
+#: Margin, in photo pixels, kept around the UV bounding box when cutting the OBJ texture.
+TEXTURE_MARGIN_PX = 4
+
+_Files = dict  # Path -> bytes, in the order they should be put in place (main file last)
+
+
+def _triangles(mesh: pv.PolyData) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N, 3) float32 and triangles (M, 3) int64 of a PolyData; raise on bad input."""
+    import pyvista as pv
+
+    if not isinstance(mesh, pv.PolyData):
+        raise UsageError(f"mesh must be a pyvista.PolyData, got {type(mesh).__name__}")
+    if mesh.n_points == 0 or mesh.n_cells == 0:
+        raise UsageError("mesh is empty: nothing to export")
+    if not mesh.is_all_triangles:
+        mesh = mesh.triangulate()
+    faces = np.asarray(mesh.regular_faces, dtype=np.int64)
+    points = np.asarray(mesh.points, dtype=np.float32)
+    if not np.all(np.isfinite(points)):
+        raise UsageError("mesh has non-finite point coordinates")
+    return points, faces
+
+
+def _uv(mesh: pv.PolyData) -> np.ndarray | None:
+    tc = mesh.active_texture_coordinates
+    if tc is None and "UV" in mesh.point_data:
+        tc = mesh.point_data["UV"]
+    return None if tc is None else np.asarray(tc, dtype=np.float64)
+
+
+def _rgb(mesh: pv.PolyData) -> np.ndarray | None:
+    if "RGB" not in mesh.point_data:
+        return None
+    rgb = np.asarray(mesh.point_data["RGB"])
+    if rgb.shape != (mesh.n_points, 3):
+        raise UsageError(f"point_data['RGB'] must be (N, 3), got {rgb.shape}")
+    return rgb.astype(np.uint8)
+
+
+def _face_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    p = points.astype(np.float64)
+    fn = np.cross(p[faces[:, 1]] - p[faces[:, 0]], p[faces[:, 2]] - p[faces[:, 0]])
+    norm = np.linalg.norm(fn, axis=1, keepdims=True)
+    norm[norm == 0] = 1.0
+    return (fn / norm).astype(np.float32)
+
+
+def write_stl(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = None) -> _Files:
+    """Binary STL: 80-byte header, uint32 count, 50 bytes per triangle (``84 + 50 n``)."""
+    points, faces = _triangles(mesh)
+    rec = np.zeros(
+        faces.shape[0],
+        dtype=np.dtype([("n", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")]),
+    )
+    rec["n"] = _face_normals(points, faces)
+    rec["v"] = points[faces]
+    header = b"face3d_mesh binary STL, units: mm".ljust(80, b" ")
+    data = header + np.uint32(faces.shape[0]).astype("<u4").tobytes() + rec.tobytes()
+    return {path: data}
+
+
+def write_ply(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = None) -> _Files:
+    """Binary little-endian PLY: float x y z, uchar red green blue (when point_data "RGB")."""
+    points, faces = _triangles(mesh)
+    rgb = _rgb(mesh)
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if rgb is not None:
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    vert = np.empty(points.shape[0], dtype=np.dtype(fields))
+    vert["x"], vert["y"], vert["z"] = points[:, 0], points[:, 1], points[:, 2]
+    if rgb is not None:
+        vert["red"], vert["green"], vert["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    face = np.empty(faces.shape[0], dtype=np.dtype([("n", "u1"), ("i", "<i4", (3,))]))
+    face["n"] = 3
+    face["i"] = faces
+    lines = [
+        "ply",
+        "format binary_little_endian 1.0",
+        "comment face3d_mesh, units: mm",
+        f"element vertex {points.shape[0]}",
+        "property float x",
+        "property float y",
+        "property float z",
+    ]
+    if rgb is not None:
+        lines += ["property uchar red", "property uchar green", "property uchar blue"]
+    lines += [
+        f"element face {faces.shape[0]}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
+    header = ("\n".join(lines) + "\n").encode("ascii")
+    return {path: header + vert.tobytes() + face.tobytes()}
+
+
+def write_obj(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = None) -> _Files:
+    """Wavefront OBJ.
+
+    With ``texture`` (the photo, H x W x 3 uint8 RGB) and UVs on the mesh, also writes
+    ``<stem>.mtl`` and ``<stem>_texture.png``: the photo cropped to the UVs' bounding box plus
+    a margin, with UVs remapped into the crop; ``mtllib``/``map_Kd`` are relative names.
+    Without a texture, vertex colours (point_data "RGB") are written as ``v x y z r g b``
+    (values in 0..1, a common extension read by MeshLab, Blender and trimesh).
+    """
+    points, faces = _triangles(mesh)
+    uv = _uv(mesh)
+    files: _Files = {}
+    head = ["# face3d_mesh OBJ, units: mm"]
+    if texture is not None:
+        texture = np.asarray(texture)
+        if texture.ndim != 3 or texture.shape[2] != 3 or texture.dtype != np.uint8:
+            raise UsageError(
+                f"texture must be an (H, W, 3) uint8 RGB image, got {texture.shape} {texture.dtype}"
+            )
+        if uv is None:
+            raise UsageError("a texture was given but the mesh has no UV coordinates")
+        if "image_size_px" in mesh.field_data:
+            w, h = (int(x) for x in np.asarray(mesh.field_data["image_size_px"])[:2])
+            if texture.shape[:2] != (h, w):
+                raise UsageError(
+                    f"texture is {texture.shape[1]}x{texture.shape[0]} px but the mesh was "
+                    f"made from a {w}x{h} px photo"
+                )
+        png, uv = _cut_texture(texture, uv)
+        mtl_path = path.with_suffix(".mtl")
+        png_path = path.with_name(path.stem + "_texture.png")
+        files[png_path] = png
+        files[mtl_path] = (
+            "# face3d_mesh material\n"
+            "newmtl face\n"
+            "Ka 1.000 1.000 1.000\n"
+            "Kd 1.000 1.000 1.000\n"
+            "Ks 0.000 0.000 0.000\n"
+            "d 1.0\n"
+            "illum 1\n"
+            f"map_Kd {png_path.name}\n"
+        ).encode()
+        head += [f"mtllib {mtl_path.name}", "usemtl face"]
+
+    parts = ["\n".join(head) + "\n"]
+    rgb = _rgb(mesh) if texture is None else None
+    if rgb is not None:
+        vdata = np.hstack([points.astype(np.float64), rgb / 255.0])
+        parts.append(_rows("v %.5f %.5f %.5f %.4f %.4f %.4f", vdata))
+    else:
+        parts.append(_rows("v %.5f %.5f %.5f", points.astype(np.float64)))
+    f1 = faces + 1
+    if uv is not None:
+        parts.append(_rows("vt %.6f %.6f", uv))
+        parts.append(_rows("f %d/%d %d/%d %d/%d", np.repeat(f1, 2, axis=1)))
+    else:
+        parts.append(_rows("f %d %d %d", f1))
+    files[path] = "".join(parts).encode("ascii")
+    return files
+
+
+def _rows(fmt: str, arr: np.ndarray) -> str:
+    """Format each row of a 2-D array with ``fmt`` (one line each)."""
+    return ((fmt + "\n") * arr.shape[0]) % tuple(arr.ravel().tolist())
+
+
+def _cut_texture(photo: np.ndarray, uv: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Crop ``photo`` to the UV bounding box (+ margin); PNG bytes and UVs in the crop.
+
+    UVs follow the surface convention ``s = (u + 0.5) / W``, ``t = 1 - (v + 0.5) / H``.
+    """
+    import cv2
+
+    h, w = photo.shape[:2]
+    u = uv[:, 0] * w - 0.5
+    v = (1.0 - uv[:, 1]) * h - 0.5
+    x0 = int(np.clip(np.floor(u.min()) - TEXTURE_MARGIN_PX, 0, w - 1))
+    x1 = int(np.clip(np.ceil(u.max()) + TEXTURE_MARGIN_PX + 1, x0 + 1, w))
+    y0 = int(np.clip(np.floor(v.min()) - TEXTURE_MARGIN_PX, 0, h - 1))
+    y1 = int(np.clip(np.ceil(v.max()) + TEXTURE_MARGIN_PX + 1, y0 + 1, h))
+    crop = photo[y0:y1, x0:x1]
+    ok, enc = cv2.imencode(".png", np.ascontiguousarray(crop[:, :, ::-1]))
+    if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
+        raise OutputError("could not encode the texture as PNG")
+    cw, ch = x1 - x0, y1 - y0
+    new_uv = np.empty_like(uv)
+    new_uv[:, 0] = (u - x0 + 0.5) / cw
+    new_uv[:, 1] = 1.0 - (v - y0 + 0.5) / ch
+    return enc.tobytes(), new_uv
+
+
+Exporter = Callable[..., _Files]
+
+#: Exporters keyed by lower-case file extension.  Each takes ``(mesh, path, *, texture)`` and
+#: returns ``{path: bytes}`` for every file it makes (written by :func:`export_mesh`).
+EXPORTERS: dict[str, Exporter] = {
+    ".stl": write_stl,
+    ".obj": write_obj,
+    ".ply": write_ply,
+}
+
+
+def supported_extensions() -> list[str]:
+    """File extensions :func:`export_mesh` can write, e.g. ``[".obj", ".ply", ".stl"]``."""
+    return sorted(EXPORTERS)
+
+
+def supported_extension(path) -> str:
+    """The lower-case extension of ``path``; :class:`OutputError` if no exporter has it."""
+    ext = Path(path).suffix.lower()
+    if ext not in EXPORTERS:
+        raise OutputError(
+            f"unsupported output extension {Path(path).suffix or '(none)'!r} for {path}; "
+            f"supported: {', '.join(supported_extensions())}"
+        )
+    return ext
+
+
+def export(
+    obj,
+    path: str | os.PathLike,
+    *,
+    solid: bool = False,
+    base_mm: float = 3.0,
+    width_mm: float | None = None,
+) -> list[Path]:
+    """Write a reconstruction or a mesh to ``path`` (format from the extension).
+
+    Parameters
+    ----------
+    obj : Reconstruction or pyvista.PolyData
+        What to write. A reconstruction's OBJ gets its photo as texture.
+    path : str or path-like
+        ``.stl``, ``.obj`` or ``.ply``.
+    solid : bool, keyword-only
+        Write a watertight printable solid (see :func:`face3d_mesh.make_solid`).
+    base_mm : float, keyword-only
+        Back plate thickness of the solid, mm.
+    width_mm : float or None, keyword-only
+        Scale the solid uniformly to this x extent, mm.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, ``path`` last.
+    """
+    if hasattr(obj, "save") and hasattr(obj, "mesh"):
+        return obj.save(path, solid=solid, base_mm=base_mm, width_mm=width_mm)
+    if solid:
+        from .solid import make_solid
+
+        obj = make_solid(obj, base_mm=base_mm, width_mm=width_mm)
+    elif width_mm is not None:
+        raise UsageError("width_mm applies to solids only (use solid=True)")
+    return export_mesh(obj, path)
+
+
+def load_mesh(path: str | os.PathLike):
+    """Read a mesh file (.stl, .obj, .ply) as a ``pyvista.PolyData`` in its own units.
+
+    Raises
+    ------
+    ImageError
+        Missing file, unsupported extension or unreadable content.
+    """
+    from .errors import ImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.suffix.lower() not in EXPORTERS:
+        raise ImageError(f"{path}: not a mesh file (use .stl, .obj or .ply)")
+    import pyvista as pv
+
+    try:
+        mesh = pv.read(path)
+    except Exception as exc:  # VTK readers raise many kinds of errors
+        raise ImageError(f"{path}: cannot read mesh ({type(exc).__name__})") from None
+    if not isinstance(mesh, pv.PolyData) or mesh.n_cells == 0:
+        raise ImageError(f"{path}: the file holds no triangles")
+    return mesh
+
+
+def export_mesh(
+    mesh: pv.PolyData, path: str | os.PathLike, *, texture: np.ndarray | None = None
+) -> list[Path]:
+    """Write ``mesh`` to ``path``; the format follows the extension (see :data:`EXPORTERS`).
+
+    Parameters
+    ----------
+    mesh : pyvista.PolyData
+        Triangle mesh, coordinates in mm.  Optional point data: ``"RGB"`` (N x 3 uint8,
+        written to PLY and to OBJ without texture), texture coordinates ``"UV"`` (OBJ).
+    path : str or path-like
+        Output file; ``.stl`` (binary), ``.obj`` (+ ``.mtl`` and ``_texture.png`` when
+        ``texture`` is given) or ``.ply`` (binary, vertex colours).  Case-insensitive.
+    texture : ndarray, shape (H, W, 3), uint8, optional, keyword-only
+        The RGB photo the mesh's UVs refer to; used by OBJ only (ignored by STL/PLY).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, the requested ``path`` last.
+
+    Raises
+    ------
+    OutputError
+        Unknown extension, missing or unwritable folder, or any write failure.  Nothing
+        partial is left behind and existing files keep their content.
+    UsageError
+        ``mesh`` or ``texture`` is not valid.
+    """
+    path = Path(path)
+    exporter = EXPORTERS[supported_extension(path)]
+    check_writable(path)
+    files = exporter(mesh, path, texture=texture)
+    for p in files:
+        check_writable(p)
+    write_atomically(files)
+    return list(files)

@@ -1,0 +1,122 @@
+"""Close a face relief into a watertight, printable solid (relief + side walls + flat back)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyvista as pv
+
+__all__ = ["make_solid"]
+
+
+def make_solid(
+    surface: pv.PolyData, *, base_mm: float = 3.0, width_mm: float | None = None
+) -> pv.PolyData:
+    """Turn a relief surface into a watertight solid with side walls and a flat back plate.
+
+    The back plate is a copy of the surface's triangulation flattened onto the plane
+    ``z = min(z) - base_mm`` with reversed winding; the walls are a strip of two triangles per
+    boundary edge joining each boundary loop to its copy on the plate.  The result is a closed
+    2-manifold: every edge is shared by exactly two triangles, winding is consistent with
+    normals pointing outward, no triangle is degenerate, and the enclosed volume is positive.
+
+    Parameters
+    ----------
+    surface : pyvista.PolyData
+        Relief as made by :func:`face3d_mesh.surface.depth_to_mesh`: triangles in mm, a
+        manifold height field over the xy plane wound counter-clockwise seen from +z (normals
+        toward the camera, +z), with boundary made of simple loops.  Not modified.
+    base_mm : float, keyword-only
+        Thickness of the back plate behind the deepest point of the relief, mm (> 0).  It is
+        the thickness in the final object, after any ``width_mm`` scaling.
+    width_mm : float, optional, keyword-only
+        When given, the relief is first scaled uniformly (about the origin) so that its
+        x-extent is exactly ``width_mm`` mm; otherwise it keeps its real size.
+
+    Returns
+    -------
+    pyvista.PolyData
+        Closed triangle mesh in mm (float64 points, no point data); ``field_data`` keeps the
+        surface's entries and adds ``"scale"`` (factor applied) and ``"base_z_mm"`` (z of the
+        back plate).
+
+    Raises
+    ------
+    UsageError
+        On bad parameters, an empty surface, or a surface that is not a consistently wound
+        manifold height field facing +z.
+    """
+    import pyvista as pv
+
+    if not isinstance(surface, pv.PolyData):
+        raise UsageError(f"surface must be a pyvista.PolyData, got {type(surface).__name__}")
+    if not (np.isfinite(base_mm) and base_mm > 0):
+        raise UsageError(f"base_mm must be a positive number, got {base_mm}")
+    if width_mm is not None and not (np.isfinite(width_mm) and width_mm > 0):
+        raise UsageError(f"width_mm must be a positive number, got {width_mm}")
+    if surface.n_cells == 0 or surface.n_points == 0:
+        raise UsageError("surface is empty")
+    if not surface.is_all_triangles:
+        surface = surface.triangulate()
+    faces = np.asarray(surface.regular_faces, dtype=np.int64)
+    # Compact: only the points used by a triangle.
+    used, faces = np.unique(faces, return_inverse=True)
+    faces = faces.reshape(-1, 3)
+    pts = np.asarray(surface.points, dtype=np.float64)[used]
+    n = pts.shape[0]
+
+    # Every front triangle must face +z with non-zero projected area (height field).
+    e1 = pts[faces[:, 1], :2] - pts[faces[:, 0], :2]
+    e2 = pts[faces[:, 2], :2] - pts[faces[:, 0], :2]
+    area2 = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    if not np.all(area2 > 0):
+        raise UsageError(
+            "surface is not a height field wound toward +z "
+            f"({int(np.sum(area2 <= 0))} triangles face away or are degenerate in xy)"
+        )
+
+    # Directed edges; a manifold, consistently wound surface has each at most once.
+    a = faces.ravel()
+    b = faces[:, [1, 2, 0]].ravel()
+    key = a * n + b
+    key_sorted = np.sort(key)
+    if np.any(key_sorted[1:] == key_sorted[:-1]):
+        raise UsageError("surface is not manifold or its winding is inconsistent")
+    rev = b * n + a
+    pos = np.searchsorted(key_sorted, rev)
+    pos[pos == key_sorted.size] = 0
+    boundary = key_sorted[pos] != rev
+    ba, bb = a[boundary], b[boundary]
+    if ba.size == 0:
+        raise UsageError("surface has no boundary: it is already closed")
+    starts = np.bincount(ba, minlength=n)
+    if np.any(starts > 1):
+        raise UsageError("surface boundary is not a set of simple loops (bowtie vertex)")
+
+    scale = 1.0
+    if width_mm is not None:
+        extent = float(np.ptp(pts[:, 0]))
+        if extent <= 0:
+            raise UsageError("surface has zero width; cannot scale it")
+        scale = float(width_mm) / extent
+        pts = pts * scale
+    z_back = float(pts[:, 2].min()) - float(base_mm)
+
+    back = pts.copy()
+    back[:, 2] = z_back
+    points = np.concatenate([pts, back])
+    wall1 = np.stack([bb, ba, ba + n], axis=1)
+    wall2 = np.stack([bb, ba + n, bb + n], axis=1)
+    all_faces = np.concatenate([faces, faces[:, ::-1] + n, wall1, wall2])
+
+    solid = pv.PolyData.from_regular_faces(points, all_faces)
+    for name in surface.field_data.keys():
+        solid.field_data[name] = np.asarray(surface.field_data[name])
+    solid.field_data["scale"] = np.array([scale])
+    solid.field_data["base_z_mm"] = np.array([z_back])
+    return solid

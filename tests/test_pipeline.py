@@ -1,0 +1,120 @@
+"""reconstruct(): shapes, units, the documented coordinate frame, determinism, re-runs."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import face3d_mesh
+from face3d_mesh.errors import NoFaceError, UsageError
+from face3d_mesh.landmarks import FACE_OVAL, LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER
+
+
+def test_result_arrays_follow_the_contract(astronaut_rec, astronaut_rgb):
+    rec = astronaut_rec
+    h, w = astronaut_rgb.shape[:2]
+    np.testing.assert_array_equal(rec.image, astronaut_rgb)
+    assert rec.landmarks.shape == (478, 3) and rec.landmarks.dtype == np.float64
+    assert rec.mask.shape == (h, w) and rec.mask.dtype == bool
+    assert rec.depth_mm.shape == (h, w) and rec.depth_mm.dtype == np.float32
+    assert np.isnan(rec.depth_mm[~rec.mask]).all()
+    assert np.isfinite(rec.depth_mm[rec.mask]).mean() > 0.99
+    assert rec.depth_info["backend"] == "landmarks"
+    assert set(rec.timings) >= {"load", "landmarks", "depth", "filter", "surface"}
+
+
+def test_depth_is_in_plausible_millimetres(astronaut_rec, head_scan_rec):
+    for rec in (astronaut_rec, head_scan_rec):
+        d = rec.depth_mm[rec.mask]
+        d = d[np.isfinite(d)]
+        # Nose tip at 0 and (nearly) the closest point; a face is 40-130 mm deep.
+        u, v = np.rint(rec.nose_px).astype(int)
+        assert abs(rec.depth_mm[v, u]) < 3
+        assert np.percentile(d, 1) > -5
+        assert 40 < np.percentile(d, 99) < 130
+        # Landmark depths share the depth map's offset.
+        assert rec.landmarks[NOSE_TIP, 2] == 0
+        inner = [i for i in range(468) if i not in FACE_OVAL]
+        lu, lv = np.rint(rec.landmarks[inner, :2]).astype(int).T
+        diff = rec.depth_mm[lv, lu] - rec.landmarks[inner, 2]
+        assert np.nanmedian(np.abs(diff)) < 2.0
+
+
+def test_mesh_frame_and_units(astronaut_rec):
+    rec, mesh = astronaut_rec, astronaut_rec.mesh
+    assert mesh.is_all_triangles and 50_000 < mesh.n_cells < 110_000
+    pts = np.asarray(mesh.points)
+    # Origin at the nose tip: the nearest vertex to it is at the origin, z ≈ 0 in front.
+    nearest = pts[np.argmin(np.linalg.norm(pts[:, :2], axis=1))]
+    assert np.abs(nearest).max() < 2.0
+    assert pts[:, 2].max() < 4.0
+    # x right, y up, z toward the camera: the subject's right eye (image left) has x < 0,
+    # the forehead y > 0, the cheeks are behind the nose (z < 0).
+    lm = rec.landmarks_mesh
+    assert lm[RIGHT_EYE_OUTER, 0] < 0 < lm[LEFT_EYE_OUTER, 0]
+    assert lm[10, 1] > 0 > lm[152, 1]
+    assert lm[234, 2] < -20 and lm[454, 2] < -20
+    # Size in mm matches the mask's extent in pixels times the scale.
+    cols = np.nonzero(rec.mask.any(axis=0))[0]
+    width_mm = (cols[-1] - cols[0]) * rec.mm_per_px
+    assert mesh.bounds[1] - mesh.bounds[0] == pytest.approx(width_mm, rel=0.05)
+    # Colours and texture coordinates come from the photo.
+    assert mesh.point_data["RGB"].dtype == np.uint8
+    uv = np.asarray(mesh.active_texture_coordinates)
+    assert uv.shape == (mesh.n_points, 2) and uv.min() >= 0 and uv.max() <= 1
+
+
+def test_array_input_gives_the_same_result_bit_for_bit(astronaut_rec, astronaut_rgb):
+    rec = face3d_mesh.reconstruct(astronaut_rgb, depth="landmarks")
+    assert rec.source is None
+    np.testing.assert_array_equal(rec.depth_mm, astronaut_rec.depth_mm)
+    np.testing.assert_array_equal(rec.mesh.points, astronaut_rec.mesh.points)
+    np.testing.assert_array_equal(rec.mesh.faces, astronaut_rec.mesh.faces)
+
+
+def test_with_config_reruns_only_later_stages(astronaut_rec):
+    smooth = astronaut_rec.with_config(smooth_sigma_mm=4.0)
+    assert smooth is not astronaut_rec and astronaut_rec.config.smooth_sigma_mm == 0
+    np.testing.assert_array_equal(smooth.landmarks, astronaut_rec.landmarks)
+    both = astronaut_rec.mask & np.isfinite(smooth.depth_mm) & np.isfinite(astronaut_rec.depth_mm)
+    change = np.abs(smooth.depth_mm[both] - astronaut_rec.depth_mm[both])
+    assert 0.05 < np.median(change) < 5
+    coarse = astronaut_rec.with_config(target_triangles=10_000)
+    assert 7_000 < coarse.mesh.n_cells < 13_000
+    with pytest.raises(UsageError, match="reconstruct"):
+        astronaut_rec.with_config(depth="midas")
+
+
+def test_large_photo_is_processed_at_working_resolution(astronaut_rgb, astronaut_rec):
+    big = cv2.resize(astronaut_rgb, (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    rec = face3d_mesh.reconstruct(big, depth="landmarks")
+    assert rec.depth_mm.shape == (3000, 3000)
+    assert rec.mesh.n_cells < 110_000
+    # Same face, same millimetres (the scale follows the pixels).
+    ratio = rec.mm_per_px / astronaut_rec.mm_per_px
+    assert ratio == pytest.approx(512 / 3000, rel=0.08)
+    depth_range = np.nanpercentile(rec.depth_mm, 95) - np.nanpercentile(astronaut_rec.depth_mm, 95)
+    assert abs(depth_range) < 8
+
+
+def test_face_index_and_no_face(astronaut_rgb):
+    with pytest.raises(NoFaceError, match="face 3 requested, but only 1"):
+        face3d_mesh.reconstruct(astronaut_rgb, depth="landmarks", face=3)
+    with pytest.raises(NoFaceError):
+        face3d_mesh.reconstruct(np.full((200, 200, 3), 100, np.uint8), depth="landmarks")
+    with pytest.raises(UsageError, match="unknown depth backend"):
+        face3d_mesh.reconstruct(astronaut_rgb, depth="sonar")
+
+
+def test_camera_and_pixel_to_mesh_agree_with_the_mesh(astronaut_rec):
+    rec = astronaut_rec
+    assert rec.camera["model"] == "orthographic" and rec.camera["mm_per_px"] == rec.mm_per_px
+    # Mesh vertices on pixel centres are exactly pixel_to_mesh of their pixel and depth.
+    v, u = np.nonzero(np.isfinite(rec.depth_mm))
+    expected = rec.pixel_to_mesh(u, v, rec.depth_mm[v, u])
+    pts = np.asarray(rec.mesh.points, dtype=np.float64)
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(pts).query(expected[:: max(1, len(expected) // 2000)])
+    assert np.median(dist) < 0.5 * rec.mm_per_px
