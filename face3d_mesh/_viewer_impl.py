@@ -8,7 +8,6 @@ smoothing, measurement) and handles the keys.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -86,38 +85,19 @@ def write_image_atomic(img: np.ndarray, path) -> Path:
     OutputError
         Unsupported extension or unwritable folder.
     """
+    import io
+
     from PIL import Image
+
+    from ._atomic import check_writable, write_atomically
 
     path = Path(path)
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
     if fmt is None:
         raise OutputError(f"screenshot must be a .png or .jpg file, not {path.name!r}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
-    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        im = Image.fromarray(np.ascontiguousarray(img[..., :3]))
-        im.save(tmp, format=fmt)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _save_mesh_atomic(mesh, path: Path) -> Path:
-    tmp = path.parent / f".{path.stem}.{os.getpid()}.tmp{path.suffix}"
-    try:
-        mesh.save(str(tmp))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img[..., :3])).save(buf, format=fmt)
+    write_atomically({check_writable(path): buf.getvalue()})
     return path
 
 
@@ -639,11 +619,15 @@ class FaceViewer:
                 act.visibility = False
             self._landmarks_available = False
             return
-        lm = np.asarray(lm, np.float64)
-        xy = np.c_[lm[:, :2], np.ones(len(lm))] @ affine
-        # landmark z shares depth_mm's offset (nose tip ~ 0); the mesh's origin is the nose tip
-        z = -lm[:, 2] * self.exaggeration + 0.5  # a hair in front of the surface
-        pts = np.c_[xy, z].astype(np.float32)
+        lm_mesh = getattr(self.rec, "landmarks_mesh", None)
+        if lm_mesh is not None:
+            pts = np.array(lm_mesh, np.float64)  # the reconstruction's own camera model
+        else:
+            lm = np.asarray(lm, np.float64)
+            # landmark z shares depth_mm's offset (nose tip ~ 0), the mesh's origin
+            pts = np.c_[np.c_[lm[:, :2], np.ones(len(lm))] @ affine, -lm[:, 2]]
+        pts[:, 2] = pts[:, 2] * self.exaggeration + 0.5  # a hair in front of the surface
+        pts = pts.astype(np.float32)
         self.landmarks3d.copy_from(pv.PolyData(pts))
         self._landmarks_available = True
         act.visibility = self.show_landmarks3d
@@ -970,7 +954,9 @@ class FaceViewer:
             if self.rec is not None and hasattr(self.rec, "save"):
                 written += [Path(x) for x in self.rec.save(path)]
             else:
-                written.append(_save_mesh_atomic(self.base, path))
+                from .exporters import export_mesh
+
+                written += [Path(x) for x in export_mesh(self.base, path)]
         self._message("exported: " + ", ".join(str(p) for p in written))
         return written
 

@@ -118,7 +118,10 @@ def parse_size(text) -> tuple[int, int]:
 
 
 def load_mesh(path):
-    """Read a mesh file (``.stl``, ``.obj``, ``.ply``) into a ``pyvista.PolyData``.
+    """Read a mesh file (``.stl``, ``.obj``, ``.ply``) for viewing.
+
+    :func:`face3d_mesh.load_mesh` (the exporters' reader), then extracted to a triangulated
+    ``pyvista.PolyData``.
 
     Parameters
     ----------
@@ -128,35 +131,25 @@ def load_mesh(path):
     Returns
     -------
     pyvista.PolyData
-        The mesh, triangulated; PLY vertex colours (if any) are in point data ``RGB``.
+        The mesh, triangulated; PLY vertex colours (if any) are kept as point data.
 
     Raises
     ------
     ImageError
         The file is missing, has another extension, or cannot be read as a mesh.
     """
-    import numpy as np
     import pyvista as pv
 
-    path = Path(path)
-    if path.suffix.lower() not in MESH_SUFFIXES:
-        raise ImageError(f"{path}: not a mesh file (expected {', '.join(MESH_SUFFIXES)})")
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mesh = pv.read(str(path))
-    except Exception as exc:  # VTK readers raise assorted errors
-        raise ImageError(f"{path}: cannot read mesh ({exc})") from exc
+    from .exporters import load_mesh as read_mesh
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # VTK readers warn before failing; we raise instead
+        mesh = read_mesh(path)
     if not isinstance(mesh, pv.PolyData):
         mesh = mesh.extract_surface()
     if mesh.n_points == 0 or mesh.n_cells == 0:
         raise ImageError(f"{path}: mesh is empty or unreadable")
-    for name in ("RGB", "RGBA"):
-        if name in mesh.point_data and name != "RGB":
-            mesh.point_data["RGB"] = np.asarray(mesh.point_data[name])[:, :3]
-    return mesh.triangulate()
+    return mesh if mesh.is_all_triangles else mesh.triangulate()
 
 
 def _check_mode(mode):

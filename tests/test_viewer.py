@@ -283,6 +283,7 @@ def test_run_view_on_mesh_file_writes_screenshot(rec, tmp_path, capsys):
 def test_load_mesh_errors(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         viewer.load_mesh(tmp_path / "missing.stl")
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     with pytest.raises(ImageError, match="not a mesh"):
         viewer.load_mesh(tmp_path / "photo.jpg")
     bad = tmp_path / "bad.stl"
