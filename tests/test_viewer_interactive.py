@@ -131,6 +131,17 @@ def test_window_opens_on_xvfb_and_keys_work(xdisplay, tmp_path):
         key("m", "measure: first point")
         xdo("mousemove", "--window", wid, "480", "330")
         distance = float(key("m", "distance:").split()[1])
+        # dragging over the photo panel must not turn it (then a drag in the 3D view)
+        for x0, y0, x1, y1 in ((1000, 150, 1080, 230), (300, 330, 420, 330)):
+            xdo("mousemove", "--window", wid, str(x0), str(y0))
+            xdo("mousedown", "1")
+            for i in range(1, 6):
+                xdo("mousemove", "--window", wid, str(x0 + (x1 - x0) * i // 5),
+                    str(y0 + (y1 - y0) * i // 5))
+                time.sleep(0.05)
+            xdo("mouseup", "1")
+            time.sleep(0.3)
+        shot3 = Path(key("s", "screenshot:").split(": ", 1)[1])
         key("q", "closed")
         assert child.wait(30) == 0
     finally:
@@ -146,6 +157,9 @@ def test_window_opens_on_xvfb_and_keys_work(xdisplay, tmp_path):
     assert np.abs(view_a - view_b).mean() > 3  # texture toggled
     assert ((view_a[..., 0] - view_a[..., 1]) > 50).sum() > 300  # textured: red lips
     assert ((view_b[..., 0] - view_b[..., 1]) > 50).sum() < 50  # shaded: none
+    c = np.asarray(Image.open(shot3).convert("RGB")).astype(int)
+    photo_b, photo_c = b[40:330, 810:], c[40:330, 810:]
+    assert np.abs(photo_b - photo_c).mean() < 1.0  # the photo panel stayed put
     # 80 px apart on a face ~150 mm wide drawn ~450 px wide: a few cm
     assert 10 < distance < 60, distance
     for ext in (".stl", ".obj"):
