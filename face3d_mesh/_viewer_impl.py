@@ -759,7 +759,13 @@ class FaceViewer:
             self.render()
 
     def toggle_mode(self, mode):
-        """Switch to ``mode``, or back to the last surface mode if already in it."""
+        """Switch to ``mode``, or back to the last surface mode if already in it.
+
+        Parameters
+        ----------
+        mode : str
+            One of :data:`MODES`.
+        """
         self.set_mode(self.surface_mode if self.mode == mode else mode, render=False)
         self._message(f"mode: {self.mode}", overlay=False)
 
@@ -786,7 +792,13 @@ class FaceViewer:
         self.help_actor.SetVisibility(self.help_visible)
 
     def reset_view(self, render=True):
-        """Front view, camera fitted to the face."""
+        """Front view, camera fitted to the face.
+
+        Parameters
+        ----------
+        render : bool
+            Render afterwards.
+        """
         self.view_preset("front", render=render)
 
     def view_preset(self, name, render=True, azimuth=0.0, elevation=0.0):
@@ -795,7 +807,8 @@ class FaceViewer:
         Parameters
         ----------
         name : str
-            ``front``, ``left`` (the face's left side, seen from its left) or ``right``.
+            ``front``; ``left``: the subject's left profile (camera on +x, the right of
+            the front view); ``right``: the subject's right profile.
         render : bool
             Render afterwards.
         azimuth, elevation : float
@@ -823,7 +836,13 @@ class FaceViewer:
             self.render()
 
     def change_exaggeration(self, factor):
-        """Multiply the displayed depth by ``factor`` (None: back to 1)."""
+        """Multiply the displayed depth by ``factor`` (display only; exports stay in mm).
+
+        Parameters
+        ----------
+        factor : float or None
+            Multiplier of the current exaggeration (kept within 0.1..10); None resets to 1.
+        """
         new = 1.0 if factor is None else self.exaggeration * factor
         new = float(min(max(new, 0.1), 10.0))
         if abs(new - self.exaggeration) < 1e-9:
@@ -833,7 +852,15 @@ class FaceViewer:
         self._message(f"depth exaggeration x{self.exaggeration:.2f}")
 
     def change_smoothing(self, delta_mm):
-        """Change ``smooth_sigma_mm`` by ``delta_mm`` and re-run filter + surface."""
+        """Change ``smooth_sigma_mm`` by ``delta_mm`` and re-run filter + surface.
+
+        Uses ``rec.with_config(smooth_sigma_mm=...)``; the depth panel follows.
+
+        Parameters
+        ----------
+        delta_mm : float
+            Change of the Gaussian smoothing, mm (the result is kept within 0..10 mm).
+        """
         if self.rec is None or not hasattr(self.rec, "with_config"):
             self._message("smoothing needs a reconstruction (this is a bare mesh)")
             return

@@ -189,8 +189,9 @@ def show(
     size : tuple of int or str
         Window size in pixels, ``(width, height)`` or ``"1600x900"``.
     azimuth, elevation : float
-        Camera rotation about the face from the front view, degrees (azimuth > 0 turns
-        the camera to the face's left).
+        Camera rotation about the face from the front view, degrees: azimuth > 0 moves the
+        camera to the right of the front view (toward the subject's left side), elevation
+        > 0 raises it.
     mode : str
         ``"shaded"``, ``"textured"``, ``"wireframe"``, ``"points"`` (point cloud, grey by
         depth, lighter = closer) or ``"depth"`` (surface coloured by depth, mm scale bar).
@@ -203,9 +204,10 @@ def show(
     title : str or None
         Window title and caption.
     output_dir : str or Path or None
-        Folder for the screenshots (key ``s``) and exports (key ``e``); default cwd.
+        Folder for the screenshots (key ``s``) and exports (key ``e``); default: the
+        folder of the input file (a mesh path, or ``rec.source``) if writable, else cwd.
     output_stem : str or None
-        File-name stem for those files; default ``"face3d"``.
+        File-name stem for those files; default the input file's stem, else ``"face3d"``.
     verbose : bool or None
         Print one line per key action; default: when interactive.
 
@@ -240,7 +242,15 @@ def show(
         # without X, go straight to EGL instead of VTK trying X first and warning about it
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
     if isinstance(source, (str, os.PathLike)):
-        source = load_mesh(source)
+        path = Path(source)
+        source = load_mesh(path)
+        output_dir, output_stem = _outputs_next_to(path, output_dir, output_stem)
+        title = title or f"face3d_mesh - {path.name}"
+    elif isinstance(getattr(source, "source", None), (str, os.PathLike)):
+        # a Reconstruction remembers its photo: screenshots and exports go beside it
+        path = Path(source.source)
+        output_dir, output_stem = _outputs_next_to(path, output_dir, output_stem)
+        title = title or f"face3d_mesh - {path.name}"
     from . import _viewer_impl
 
     viewer = _viewer_impl.FaceViewer(
@@ -270,6 +280,14 @@ def show(
         print("face3d_mesh viewer: press h in the window for the keys, q to quit", flush=True)
     plotter.show(title=viewer.title)
     return plotter
+
+
+def _outputs_next_to(path: Path, output_dir, output_stem):
+    """Default output folder (the input's, if writable, else cwd) and file-name stem."""
+    if output_dir is None:
+        folder = path.parent if str(path.parent) else Path(".")
+        output_dir = folder if folder.is_dir() and os.access(folder, os.W_OK) else Path.cwd()
+    return output_dir, output_stem or path.stem
 
 
 def run_view(
@@ -316,15 +334,11 @@ def run_view(
     size = parse_size(size)
     if screenshot is None:
         _require_display()
-    title = "face3d_mesh"
-    output_dir = output_stem = None
+    title = output_dir = output_stem = None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         title = f"face3d_mesh - {path.name}"
-        output_dir = path.parent if str(path.parent) else Path(".")
-        output_stem = path.stem
-        if not output_dir.is_dir() or not os.access(output_dir, os.W_OK):
-            output_dir = Path.cwd()
+        output_dir, output_stem = _outputs_next_to(path, None, None)
         if path.suffix.lower() in MESH_SUFFIXES:
             source = load_mesh(path)
         else:

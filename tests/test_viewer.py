@@ -11,7 +11,7 @@ import pytest
 
 pv = pytest.importorskip("pyvista")
 
-from conftest_viewer import (  # noqa: E402
+from viewer_helpers import (  # noqa: E402
     headless_env,
     luminance,
     make_fake_reconstruction,

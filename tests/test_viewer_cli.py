@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest_viewer import make_fake_reconstruction
+from viewer_helpers import make_fake_reconstruction
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest_viewer import luminance, world_to_pixel
+from viewer_helpers import luminance, world_to_pixel
 
 from face3d_mesh import viewer
 
