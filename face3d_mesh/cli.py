@@ -429,13 +429,11 @@ def _cmd_models(args):
         path = download_weights(args.name, progress=True)
         print(f"{args.name}: {path}")
         return 0
-    print(f"{'name':24} {'download':>10} {'licence':12} {'cached':6}  input")
+    print(f"{'name':24} {'params':>7} {'download':>9}  {'licence':12} {'input':>5}  cached")
     for m in list_models():
-        m = m if isinstance(m, dict) else vars(m)
-        size = m.get("download_bytes") or m.get("bytes") or 0
         print(
-            f"{m['name']:24} {size / 1e6:8.0f} MB {m.get('licence', m.get('license', '')):12} "
-            f"{'yes' if m.get('cached') else 'no':6}  {m.get('input_size', '')}"
+            f"{m.name:24} {m.params / 1e6:6.1f}M {m.download_bytes / 1e6:6.0f} MB  "
+            f"{m.licence:12} {m.input_size:5d}  {m.path if m.cached else 'no'}"
         )
     return 0
 

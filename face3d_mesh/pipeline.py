@@ -387,6 +387,12 @@ def _validate(config: ReconstructionConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    from .depth._registry import MODEL_NAMES
+
+    if config.depth_model not in MODEL_NAMES:
+        raise UsageError(
+            f"unknown depth model {config.depth_model!r}; available: {', '.join(MODEL_NAMES)}"
+        )
 
 
 class _Timer:

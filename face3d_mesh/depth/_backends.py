@@ -7,9 +7,9 @@ MediaPipe landmarks and works offline; ``midas`` and ``fused`` run a neural netw
 
 from __future__ import annotations
 
-import numpy as np
+from functools import lru_cache
 
-from ..errors import ModelError
+import numpy as np
 
 __all__ = ["estimate_depth", "DEPTH_BACKENDS"]
 
@@ -62,48 +62,42 @@ def estimate_depth(
 def _weights_available(config) -> bool:
     if config.weights is not None:
         return True
-    try:
-        from . import cached_weights_path
-    except ImportError:
-        return False
-    try:
-        return cached_weights_path(config.depth_model) is not None
-    except ModelError:
-        return False
+    from . import cached_weights_path
+
+    return cached_weights_path(config.depth_model) is not None
 
 
 def _midas_advice(config) -> str:
     return (
-        f"depth model {config.depth_model} not available offline: using landmark depth; "
-        f"run 'face3d-mesh models download {config.depth_model}' or pass --weights PATH "
-        "for neural depth"
+        f"no weights for depth model {config.depth_model}: using landmark depth; for neural "
+        f"depth run 'face3d-mesh models download {config.depth_model}' or pass --weights PATH"
     )
 
 
 def _neural_depth(aligned, mask, reference, *, backend, config):
-    try:
-        from . import fuse_relative_depth
-    except ImportError as exc:
-        raise ModelError(f"neural depth is not available in this build ({exc})") from None
-    estimator = _cached_estimator(config.depth_model, config.weights, config.device)
+    from . import fuse_relative_depth
+
+    estimator = _estimator(config.depth_model, config.weights, config.device)
     relative = estimator.predict(aligned.image)
-    depth, info = fuse_relative_depth(
-        relative, reference, mask, low_frequency_correction=(backend == "fused")
+    # "midas": the network's relative depth put on the landmarks' scale (affine fit only);
+    # "fused": plus the smooth correction of the residual toward the landmarks.
+    depth, fusion = fuse_relative_depth(
+        relative, reference, mask, smooth_sigma_px=0.0 if backend == "midas" else None
     )
-    info = dict(info) if isinstance(info, dict) else dict(vars(info))
-    info["backend"] = backend
-    info["model"] = config.depth_model
+    info = fusion.to_dict()
+    info.update(
+        backend=backend,
+        model=config.depth_model,
+        device=str(estimator.device),
+        residual_mm=fusion.residual_median_mm,
+    )
     return depth, info
 
 
-_ESTIMATORS: dict = {}
-
-
-def _cached_estimator(name, weights, device):
-    # A model is loaded once per process and reused (weights are large).
+@lru_cache(maxsize=2)
+def _estimator(name, weights, device):
+    # Weights are large: a model is loaded once per process and reused. An explicit request
+    # downloads missing weights (with a progress bar); offline, that fails fast with advice.
     from . import load_estimator
 
-    key = (name, None if weights is None else str(weights), device)
-    if key not in _ESTIMATORS:
-        _ESTIMATORS[key] = load_estimator(name, weights=weights, device=device)
-    return _ESTIMATORS[key]
+    return load_estimator(name, weights=weights, device=device, precision="auto", download=True)
