@@ -1,0 +1,998 @@
+"""Implementation of the interactive viewer (imports pyvista/vtk: load it lazily).
+
+The public entry points live in :mod:`face3d_mesh.viewer`; this module holds the
+:class:`FaceViewer` that builds the scene, keeps the state (mode, exaggeration,
+smoothing, measurement) and handles the keys.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pyvista as pv
+
+from .errors import OutputError
+
+MODES = ("shaded", "textured", "wireframe", "points", "depth")
+
+SKIN = (0.87, 0.80, 0.74)  # clay colour of the shaded surface
+BG_TOP = (0.20, 0.22, 0.26)
+BG_BOTTOM = (0.06, 0.06, 0.08)
+PANEL_BG = (0.0, 0.0, 0.0)
+
+# keysym -> (label shown in the help, description); the order is the help's order
+KEYS = [
+    ("h", "h", "show / hide this help"),
+    ("r", "r", "reset the view (front, fitted)"),
+    ("1", "1 / 2 / 3", "front / left profile / right profile view"),
+    ("t", "t", "texture on / off (textured <-> shaded)"),
+    ("w", "w", "wireframe on / off"),
+    ("p", "p", "point cloud, grey by depth (lighter = closer)"),
+    ("d", "d", "surface coloured by depth, with a mm scale bar"),
+    ("l", "l", "landmarks on the 3D face on / off"),
+    ("plus", "+ / -", "depth exaggeration x1.25 / /1.25 (display only)"),
+    ("0", "0", "depth exaggeration back to 1"),
+    ("bracketright", "] / [", "smoothing +0.5 / -0.5 mm (re-runs filter + surface)"),
+    ("m", "m", "measure: pick the surface point under the cursor (2 picks = distance)"),
+    ("c", "c", "clear the measurement"),
+    ("s", "s", "screenshot (PNG next to the input, or in the current folder)"),
+    ("e", "e", "export the mesh as STL and OBJ (real mm, no exaggeration)"),
+    ("q", "q / Esc", "quit"),
+]
+
+EXAGGERATION_STEP = 1.25
+SMOOTH_STEP_MM = 0.5
+MAX_SMOOTH_MM = 10.0
+
+
+def help_text() -> str:
+    """The help overlay's text: one line per key."""
+    width = max(len(label) for _, label, _ in KEYS)
+    lines = ["keys (mouse: left drag rotate, shift+left / middle pan, wheel / right zoom)"]
+    lines += [f"  {label:<{width}}  {desc}" for _, label, desc in KEYS]
+    return "\n".join(lines)
+
+
+def _free_path(folder: Path, stem: str, suffixes: tuple[str, ...]) -> list[Path]:
+    """First ``stem_NN`` for which no file with any of ``suffixes`` exists in ``folder``."""
+    for n in range(1, 10_000):
+        paths = [folder / f"{stem}_{n:02d}{s}" for s in suffixes]
+        if not any(p.exists() for p in paths):
+            return paths
+    raise OutputError(f"no free file name for {stem}_NN in {folder}")
+
+
+def write_image_atomic(img: np.ndarray, path) -> Path:
+    """Write an RGB(A) uint8 image to ``path`` (PNG or JPEG) via a temporary file.
+
+    Parameters
+    ----------
+    img : ndarray
+        H×W×3 or H×W×4 uint8 image.
+    path : str or Path
+        Destination; its folder must exist.
+
+    Returns
+    -------
+    Path
+        The written path.
+
+    Raises
+    ------
+    OutputError
+        Unsupported extension or unwritable folder.
+    """
+    import io
+
+    from PIL import Image
+
+    from ._atomic import check_writable, write_atomically
+
+    path = Path(path)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"screenshot must be a .png or .jpg file, not {path.name!r}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img[..., :3])).save(buf, format=fmt)
+    write_atomically({check_writable(path): buf.getvalue()})
+    return path
+
+
+def face_box(shape, mask=None, landmarks=None, margin=0.35):
+    """Photo-pixel box (u0, v0, u1, v1) around the face, with ``margin`` of its size added.
+
+    Parameters
+    ----------
+    shape : tuple
+        Shape of the photo.
+    mask : ndarray or None
+        H×W bool face region (preferred).
+    landmarks : ndarray or None
+        (N, 2+) landmarks in pixels, used when there is no mask.
+    margin : float
+        Fraction of the face's size added on every side.
+
+    Returns
+    -------
+    tuple of int
+        The box, clipped to the photo; the whole photo when there is no face.
+    """
+    h, w = shape[:2]
+    if mask is not None and np.any(mask):
+        rows, cols = np.nonzero(mask)
+        fu0, fu1, fv0, fv1 = cols.min(), cols.max() + 1, rows.min(), rows.max() + 1
+    elif landmarks is not None and len(landmarks):
+        lm = np.asarray(landmarks)[:, :2]
+        fu0, fv0 = np.floor(np.nanmin(lm, axis=0))
+        fu1, fv1 = np.ceil(np.nanmax(lm, axis=0)) + 1
+    else:
+        return 0, 0, w, h
+    side = max(fu1 - fu0, fv1 - fv0) * (1 + 2 * margin)
+    cu, cv = 0.5 * (fu0 + fu1), 0.5 * (fv0 + fv1)
+    u0, u1 = int(max(0, np.floor(cu - side / 2))), int(min(w, np.ceil(cu + side / 2)))
+    v0, v1 = int(max(0, np.floor(cv - side / 2))), int(min(h, np.ceil(cv + side / 2)))
+    return u0, v0, u1, v1
+
+
+def annotate_photo(image, landmarks=None, mask=None, max_side=900, box=None) -> np.ndarray:
+    """The photo with the face-mask outline and the landmarks drawn on it.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W×3 uint8 RGB.
+    landmarks : ndarray or None
+        (N, 2+) landmark positions in pixels of ``image``.
+    mask : ndarray or None
+        H×W bool face region.
+    max_side : int
+        The result is resized (up or down) so that its long side is about this many pixels,
+        so that the overlay stays crisp on small photos and light on large ones.
+    box : tuple of int or None
+        Crop (u0, v0, u1, v1) of the photo to draw; default the whole photo.
+
+    Returns
+    -------
+    ndarray
+        RGB uint8 image.
+    """
+    import cv2
+
+    u0, v0, u1, v1 = box if box is not None else (0, 0, image.shape[1], image.shape[0])
+    img = np.ascontiguousarray(image[v0:v1, u0:u1, :3], dtype=np.uint8)
+    if mask is not None:
+        mask = np.asarray(mask)[v0:v1, u0:u1]
+    if landmarks is not None:
+        landmarks = np.asarray(landmarks, np.float64)[:, :2] - (u0, v0)
+    h, w = img.shape[:2]
+    f = max_side / max(h, w)
+    if abs(f - 1) > 0.05:
+        interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
+        img = cv2.resize(img, (round(w * f), round(h * f)), interpolation=interp)
+    else:
+        f = 1.0
+    thick = max(1, round(img.shape[0] / 450))
+    if mask is not None and np.any(mask):
+        m = cv2.resize(mask.astype(np.uint8), (img.shape[1], img.shape[0]),
+                       interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(img, contours, -1, (255, 220, 0), thick + 1, cv2.LINE_AA)
+    if landmarks is not None and len(landmarks):
+        r = max(1, round(img.shape[0] / 400))
+        for x, y in np.asarray(landmarks)[:, :2] * f:
+            if np.isfinite(x) and np.isfinite(y):
+                cv2.circle(img, (round(x * 4), round(y * 4)), r * 4, (0, 255, 160), -1,
+                           cv2.LINE_AA, shift=2)
+    return img
+
+
+def depth_to_gray(depth_mm, mask=None) -> tuple[np.ndarray, float]:
+    """Grayscale depth image: lighter = closer, black background.
+
+    The nearest face pixel is white and the farthest dark grey (40), so that the face stays
+    distinct from the black background.
+
+    Parameters
+    ----------
+    depth_mm : ndarray
+        H×W depth in mm (larger = farther), NaN outside the face.
+    mask : ndarray or None
+        H×W bool; pixels outside it are black.
+
+    Returns
+    -------
+    gray : ndarray
+        H×W×3 uint8 RGB image.
+    span_mm : float
+        Depth range mapped from white to dark grey, in mm.
+    """
+    d = np.asarray(depth_mm, dtype=np.float32)
+    valid = np.isfinite(d)
+    if mask is not None:
+        valid &= np.asarray(mask, bool)
+    out = np.zeros(d.shape, np.uint8)
+    span = 0.0
+    if valid.any():
+        lo, hi = np.percentile(d[valid], [0.0, 99.5])
+        span = float(max(hi - lo, 1e-6))
+        t = np.clip((d[valid] - lo) / span, 0, 1)
+        out[valid] = np.round(255 - t * (255 - 40)).astype(np.uint8)
+    return np.repeat(out[..., None], 3, axis=2), span
+
+
+def _pixel_to_mesh_affine(mesh, image_shape):
+    """Least-squares map from photo pixels (u, v) to mesh (x, y), from the mesh's UVs.
+
+    Returns a (3, 2) matrix ``A`` such that ``[u, v, 1] @ A = [x, y]``, or None when the
+    mesh has no texture coordinates.
+    """
+    tc = mesh.point_data.active_texture_coordinates
+    if tc is None or mesh.n_points < 3:
+        return None
+    h, w = image_shape[:2]
+    tc = np.asarray(tc, dtype=np.float64)
+    u = tc[:, 0] * w
+    v = (1.0 - tc[:, 1]) * h
+    sel = slice(None, None, max(1, mesh.n_points // 5000))
+    design = np.stack([u[sel], v[sel], np.ones_like(u[sel])], axis=1)
+    a, *_ = np.linalg.lstsq(design, np.asarray(mesh.points, np.float64)[sel, :2], rcond=None)
+    return a
+
+
+class FaceViewer:
+    """Scene and key handling of the face3d_mesh viewer.
+
+    Parameters
+    ----------
+    source : Reconstruction or pyvista.DataSet
+        A reconstruction (3D view + photo + depth panels) or a bare mesh (3D view only).
+    off_screen : bool
+        Render off-screen.
+    size : tuple of int
+        Window size (width, height) in pixels.
+    mode : str
+        Initial display mode, one of :data:`MODES`.
+    title : str or None
+        Window title and caption of the 3D view.
+    output_dir : str or Path or None
+        Folder of screenshots and exports made with ``s`` and ``e`` (default: cwd).
+    output_stem : str
+        File-name stem of those files.
+    panels : bool
+        Show the photo and depth-map panels (reconstructions only).
+    exaggeration : float
+        Initial depth exaggeration of the displayed mesh.
+    landmarks : bool
+        Show the landmarks on the 3D face initially.
+    verbose : bool
+        Print a line for each key action (interactive use).
+    """
+
+    def __init__(self, source, *, off_screen=False, size=(1600, 900), mode="textured",
+                 title=None, output_dir=None, output_stem="face3d", panels=True,
+                 exaggeration=1.0, landmarks=False, verbose=False):
+        if isinstance(source, pv.DataSet):
+            self.rec = None
+            mesh = source
+        else:
+            self.rec = source
+            mesh = source.mesh
+        self.base = self._prepare_mesh(mesh)
+        self.title = title or "face3d_mesh"
+        self.output_dir = Path(output_dir) if output_dir else Path.cwd()
+        self.output_stem = output_stem
+        self.verbose = verbose
+        self.exaggeration = float(exaggeration)
+        self.smooth_mm = float(self.rec.config.smooth_sigma_mm) if self.rec is not None else 0.0
+        self.mode = mode
+        self.surface_mode = mode if mode in ("shaded", "textured") else "textured"
+        self.show_landmarks3d = bool(landmarks)
+        self.help_visible = False
+        self.picks: list[np.ndarray] = []
+        self.last_message = ""
+        self.has_panels = bool(panels) and self.rec is not None
+        self._build_plotter(off_screen, size)
+        self._update_geometry(reset_camera=True)
+        self.set_mode(mode, render=False)
+
+    def renderer_name(self) -> str:
+        """The OpenGL renderer string (e.g. ``"llvmpipe (LLVM 15.0.6, 256 bits)"``).
+
+        Renders once if nothing was rendered yet (that opens the window when interactive).
+        """
+        rw = self.plotter.render_window
+        if rw is None:
+            return ""
+        caps = rw.ReportCapabilities()
+        if "OpenGL renderer string" not in caps:
+            rw.Render()
+            caps = rw.ReportCapabilities()
+        for line in caps.splitlines():
+            if line.startswith("OpenGL renderer string:"):
+                return line.split(":", 1)[1].strip()
+        return ""
+
+    def tune_for_interaction(self) -> bool:
+        """Turn multisampling off on a software OpenGL (llvmpipe, softpipe, SwiftShader).
+
+        A software rasteriser fills pixels on the CPU: 4× multisampling halves the frame
+        rate there, while it is free on a GPU. Screenshots keep it.
+
+        Returns
+        -------
+        bool
+            True when the renderer is a software one (and multisampling was turned off).
+        """
+        name = self.renderer_name().lower()
+        software = any(k in name for k in ("llvmpipe", "softpipe", "swiftshader", "swrast"))
+        if software:
+            self.plotter.render_window.SetMultiSamples(0)
+        return software
+
+    # ------------------------------------------------------------------ geometry
+    @staticmethod
+    def _prepare_mesh(mesh):
+        """Triangulated PolyData copy with only what the viewer uses."""
+        if not isinstance(mesh, pv.PolyData):
+            mesh = mesh.extract_surface()
+        m = mesh.triangulate() if not mesh.is_all_triangles else mesh.copy()
+        return m
+
+    def _has_texture(self):
+        tc = self.base.point_data.active_texture_coordinates
+        return self.rec is not None and tc is not None
+
+    def _has_rgb(self):
+        return "RGB" in self.base.point_data or "RGBA" in self.base.point_data
+
+    def _make_display(self):
+        """Display copies of the base mesh with the current exaggeration applied."""
+        base = self.base
+        pts = np.asarray(base.points, dtype=np.float32).copy()
+        pts[:, 2] *= self.exaggeration
+        surf = pv.PolyData(pts, base.faces)
+        tc = base.point_data.active_texture_coordinates
+        if tc is not None:
+            surf.point_data["UV"] = np.asarray(tc, np.float32)
+            surf.point_data.active_texture_coordinates_name = "UV"
+        for name in ("RGB", "RGBA"):
+            if name in base.point_data:
+                surf.point_data["colors"] = np.asarray(base.point_data[name])[:, :3]
+                break
+        surf = surf.compute_normals(cell_normals=False, split_vertices=False,
+                                    auto_orient_normals=False, consistent_normals=False)
+        if "UV" in surf.point_data:
+            surf.point_data.active_texture_coordinates_name = "UV"
+        z = np.asarray(base.points[:, 2], np.float32)
+        surf.point_data["depth (mm)"] = (z.max() - z) if len(z) else z
+        surf.point_data["closeness"] = z
+        return surf
+
+    @staticmethod
+    def _with_array(surf, name):
+        """Shallow copy of ``surf``'s geometry carrying only the point array ``name``.
+
+        Each scalar-coloured actor gets its own dataset: actors sharing one dataset would
+        fight over its active scalars.
+        """
+        out = pv.PolyData()
+        out.shallow_copy(surf)
+        for key in list(out.point_data.keys()):
+            if key not in (name, "Normals"):
+                out.point_data.remove(key)
+        out.point_data.active_scalars_name = name
+        return out
+
+    def _update_geometry(self, reset_camera=False):
+        new = self._make_display()
+        cloud = self._with_array(new, "closeness")
+        depth = self._with_array(new, "depth (mm)")
+        if not hasattr(self, "surf"):
+            self.surf, self.cloud, self.depth_surf = new, cloud, depth
+            self._add_actors()
+        else:
+            self.surf.copy_from(new)
+            self.cloud.copy_from(cloud)
+            self.depth_surf.copy_from(depth)
+            self._update_scalar_ranges()
+        self._update_landmarks3d()
+        self._clear_measurement(render=False)
+        if reset_camera:
+            self.reset_view(render=False)
+
+    def _depth_clim(self):
+        d = np.asarray(self.depth_surf.point_data["depth (mm)"])
+        return (0.0, float(np.percentile(d, 99.5)) if len(d) else 1.0)
+
+    def _closeness_clim(self):
+        z = np.asarray(self.cloud.point_data["closeness"])
+        if not len(z):
+            return (0.0, 1.0)
+        lo, hi = float(np.percentile(z, 0.5)), float(z.max())
+        return (lo - 0.35 * (hi - lo), hi)  # farthest points stay dark grey, not black
+
+    def _update_scalar_ranges(self):
+        self.actors["depth"].mapper.scalar_range = self._depth_clim()
+        self.actors["points"].mapper.scalar_range = self._closeness_clim()
+
+    # ------------------------------------------------------------------ scene
+    def _build_plotter(self, off_screen, size):
+        size = (int(size[0]), int(size[1]))
+        if self.has_panels:
+            self.plotter = pv.Plotter(off_screen=off_screen, window_size=size, shape=(2, 3),
+                                      groups=[([0, 1], [0, 1])], border=False,
+                                      title=self.title)
+        else:
+            self.plotter = pv.Plotter(off_screen=off_screen, window_size=size, border=False,
+                                      title=self.title)
+        pv.set_new_attribute(self.plotter, "face3d_viewer", self)
+        self.plotter.subplot(0, 0)
+        self.plotter.set_background(BG_BOTTOM, top=BG_TOP)
+        self.main_renderer = self.plotter.renderer
+        if hasattr(self.main_renderer, "SetDitherGradient"):  # VTK >= 9.3
+            # dithering noise in the background makes PNGs 2-3x larger; the banding it
+            # hides is invisible on this dark, narrow gradient
+            self.main_renderer.SetDitherGradient(False)
+        self._setup_lights()
+        if self.has_panels:
+            self._add_panels()
+        self._install_keys()
+
+    def _setup_lights(self):
+        r = self.main_renderer
+        r.remove_all_lights()
+        # camera lights follow the view: key from upper left, fill from the right, a low
+        # raking light from below-left that brings out the relief, and a soft headlight.
+        for pos, intensity in (((-1.0, 1.2, 1.0), 0.75), ((1.2, 0.2, 0.8), 0.30),
+                               ((-0.8, -1.0, 0.5), 0.15), ((0.0, 0.0, 1.0), 0.20)):
+            light = pv.Light(position=pos, focal_point=(0, 0, 0), light_type="camera light",
+                             intensity=intensity)
+            r.add_light(light)
+
+    def _add_actors(self):
+        p = self.plotter
+        p.subplot(0, 0)
+        surf = self.surf
+        common = dict(smooth_shading=False, reset_camera=False, show_scalar_bar=False)
+        self.actors = {}
+        self.actors["shaded"] = p.add_mesh(surf, color=SKIN, specular=0.25,
+                                           specular_power=20, ambient=0.12, diffuse=0.9,
+                                           **common)
+        if self._has_texture():
+            self.texture = pv.Texture(np.ascontiguousarray(self.rec.image[..., :3]))
+            self.actors["textured"] = p.add_mesh(surf, texture=self.texture, ambient=0.25,
+                                                 diffuse=0.8, specular=0.05, **common)
+        elif self._has_rgb():
+            self.actors["textured"] = p.add_mesh(surf, scalars="colors", rgb=True,
+                                                 ambient=0.25, diffuse=0.8, **common)
+        else:
+            self.actors["textured"] = self.actors["shaded"]
+        # opaque lines: a translucent wireframe costs a depth-sorting pass per frame
+        self.actors["wireframe"] = p.add_mesh(surf, style="wireframe", color=(0.45, 0.62, 0.85),
+                                              line_width=1, lighting=False,
+                                              **common)
+        self.actors["points"] = p.add_mesh(self.cloud, style="points", scalars="closeness",
+                                           cmap="gray", clim=self._closeness_clim(),
+                                           point_size=2, lighting=False, **common)
+        self.actors["depth"] = p.add_mesh(self.depth_surf, scalars="depth (mm)", cmap="viridis_r",
+                                          clim=self._depth_clim(), specular=0.2,
+                                          specular_power=20, **common)
+        self.scalar_bar = p.add_scalar_bar(
+            "depth (mm)", mapper=self.actors["depth"].mapper, vertical=True,
+            position_x=0.86, position_y=0.2, height=0.6, width=0.06, n_labels=5, fmt="%.0f",
+            title_font_size=14, label_font_size=12, color="white",
+        )
+        for a in self.actors.values():
+            a.prop.interpolation = "phong" if a.prop.style == "Surface" else a.prop.interpolation
+        self.landmarks3d = pv.PolyData(np.zeros((1, 3), np.float32))
+        self.actors["landmarks"] = p.add_mesh(self.landmarks3d, color=(0.1, 1.0, 0.6),
+                                              point_size=6, render_points_as_spheres=True,
+                                              lighting=False, reset_camera=False)
+        self.pick_cloud = pv.PolyData(np.zeros((1, 3), np.float32))
+        self.actors["picks"] = p.add_mesh(self.pick_cloud, color=(1.0, 0.25, 0.2), point_size=12,
+                                          render_points_as_spheres=True, lighting=False,
+                                          reset_camera=False)
+        self.pick_line = pv.Line((0, 0, 0), (0, 0, 1))
+        self.actors["pick_line"] = p.add_mesh(self.pick_line, color=(1.0, 0.25, 0.2),
+                                              line_width=3, lighting=False, reset_camera=False)
+        for name in ("landmarks", "picks", "pick_line"):
+            self.actors[name].visibility = False
+        # texts
+        cap = self.title
+        if self.rec is not None and getattr(self.rec, "scale", None) is not None:
+            try:
+                cap += "   |   scale " + self.rec.scale.describe()
+            except Exception:  # a caption must never break the viewer
+                pass
+        self.caption = p.add_text(cap, position="upper_left", font_size=10, color="white",
+                                  name="caption")
+        self.status = p.add_text("", position="lower_left", font_size=9, color=(0.85,) * 3,
+                                 name="status")
+        self.help_actor = p.add_text(help_text(), position=(0.01, 0.94), viewport=True,
+                                     font_size=8, color="white", font="courier", name="help")
+        tp = self.help_actor.GetTextProperty()
+        tp.SetVerticalJustificationToTop()
+        tp.SetJustificationToLeft()
+        tp.SetBackgroundColor(0.0, 0.0, 0.0)
+        tp.SetBackgroundOpacity(0.7)
+        tp.SetFrame(False)
+        self.help_actor.SetVisibility(False)
+
+    def _panel_camera(self, renderer, box):
+        """Parallel camera showing the photo-pixel box (u0, v0, u1, v1) of a panel."""
+        u0, v0, u1, v1 = box
+        w, h = u1 - u0, v1 - v0
+        cx, cy = 0.5 * (u0 + u1), self._img_h - 0.5 * (v0 + v1)
+        cam = renderer.camera
+        cam.parallel_projection = True
+        cam.focal_point = (cx, cy, 0)
+        cam.position = (cx, cy, 10 * max(w, h))
+        cam.up = (0, 1, 0)
+        vx0, vy0, vx1, vy1 = renderer.GetViewport()
+        ww, wh = self.plotter.window_size
+        aspect = ((vx1 - vx0) * ww) / max(1.0, (vy1 - vy0) * wh)
+        scale = 1.14 * max(h / 2, w / (2 * aspect))
+        cy += 0.07 * scale  # room for the panel's caption above the image
+        cam.focal_point = (cx, cy, 0)
+        cam.position = (cx, cy, 10 * max(w, h))
+        cam.parallel_scale = scale
+        renderer.ResetCameraClippingRange()
+        return dict(position=cam.position, focal_point=cam.focal_point, up=cam.up,
+                    scale=cam.parallel_scale)
+
+    def _image_plane(self, img, box):
+        """A plane textured with ``img`` covering the photo-pixel box (u0, v0, u1, v1).
+
+        World coordinates of the panels are photo pixels: x = u, y = H - v.
+        """
+        u0, v0, u1, v1 = box
+        plane = pv.Plane(center=(0.5 * (u0 + u1), self._img_h - 0.5 * (v0 + v1), 0),
+                         direction=(0, 0, 1), i_size=u1 - u0, j_size=v1 - v0,
+                         i_resolution=1, j_resolution=1)
+        tex = pv.Texture(np.ascontiguousarray(img))
+        tex.interpolate = True
+        return plane, tex
+
+    def _depth_panel_image(self):
+        u0, v0, u1, v1 = self.panel_box
+        mask = getattr(self.rec, "mask", None)
+        gray, span = depth_to_gray(self.rec.depth_mm[v0:v1, u0:u1],
+                                   None if mask is None else np.asarray(mask)[v0:v1, u0:u1])
+        label = f"depth map: white = nose tip, dark grey = {span:.0f} mm behind"
+        return gray, label
+
+    def _add_panels(self):
+        p = self.plotter
+        rec = self.rec
+        self._img_h = rec.image.shape[0]
+        self.panel_box = face_box(rec.image.shape, getattr(rec, "mask", None),
+                                  getattr(rec, "landmarks", None))
+        self.panel_cams = {}
+        self.panel_renderers = []
+        photo = annotate_photo(rec.image, getattr(rec, "landmarks", None),
+                               getattr(rec, "mask", None), box=self.panel_box)
+        depth, depth_label = self._depth_panel_image()
+        for row, img, label in ((0, photo, "photo: landmarks + face mask"),
+                                (1, depth, depth_label)):
+            p.subplot(row, 2)
+            p.set_background(PANEL_BG)
+            plane, tex = self._image_plane(img, self.panel_box)
+            actor = p.add_mesh(plane, texture=tex, lighting=False, reset_camera=False,
+                               name=f"panel{row}")
+            text = p.add_text(label, position="upper_left", font_size=9, color="white",
+                              name=f"panel_label{row}")
+            self.panel_cams[row] = self._panel_camera(p.renderer, self.panel_box)
+            self.panel_renderers.append(p.renderer)
+            if row == 1:
+                self.depth_panel_actor, self.depth_panel_label = actor, text
+        p.subplot(0, 0)
+
+    def _refresh_depth_panel(self):
+        if not self.has_panels:
+            return
+        gray, label = self._depth_panel_image()
+        tex = pv.Texture(np.ascontiguousarray(gray))
+        tex.interpolate = True
+        self.depth_panel_actor.texture = tex
+        self.depth_panel_label.set_text("upper_left", label)
+
+    def _restore_panel_cameras(self, *_):
+        """Keep the photo and depth panels fixed: undo any camera change made there."""
+        if not self.has_panels:
+            return
+        for row, ren in zip(sorted(self.panel_cams), self.panel_renderers, strict=True):
+            c = self.panel_cams[row]
+            cam = ren.camera
+            cam.position, cam.focal_point, cam.up = c["position"], c["focal_point"], c["up"]
+            cam.parallel_scale = c["scale"]
+            ren.ResetCameraClippingRange()
+
+    def _update_landmarks3d(self):
+        act = self.actors.get("landmarks")
+        lm = getattr(self.rec, "landmarks", None) if self.rec is not None else None
+        affine = _pixel_to_mesh_affine(self.base, self.rec.image.shape) if lm is not None else None
+        if affine is None:
+            if act is not None:
+                act.visibility = False
+            self._landmarks_available = False
+            return
+        lm_mesh = getattr(self.rec, "landmarks_mesh", None)
+        if lm_mesh is not None:
+            pts = np.array(lm_mesh, np.float64)  # the reconstruction's own camera model
+        else:
+            lm = np.asarray(lm, np.float64)
+            # landmark z shares depth_mm's offset (nose tip ~ 0), the mesh's origin
+            pts = np.c_[np.c_[lm[:, :2], np.ones(len(lm))] @ affine, -lm[:, 2]]
+        pts[:, 2] = pts[:, 2] * self.exaggeration + 0.5  # a hair in front of the surface
+        pts = pts.astype(np.float32)
+        self.landmarks3d.copy_from(pv.PolyData(pts))
+        self._landmarks_available = True
+        act.visibility = self.show_landmarks3d
+
+    # ------------------------------------------------------------------ keys
+    def _install_keys(self):
+        p = self.plotter
+        if p.iren is None:
+            self.key_map = self._key_map()
+            return
+        p.iren.clear_key_event_callbacks()
+        # swallow VTK's built-in char bindings (e/q exit, w/s wireframe/surface, 3 stereo,
+        # j/t joystick/trackball, p pick, f fly-to...): a style with a CharEvent observer
+        # calls the observer instead of its OnChar.
+        style = p.iren.style
+        if style is not None:
+            style.AddObserver("CharEvent", lambda *_: None)
+            for ev in ("InteractionEvent", "EndInteractionEvent"):
+                style.AddObserver(ev, self._restore_panel_cameras)
+        self.key_map = self._key_map()
+        for key in self.key_map:
+            p.add_key_event(key, lambda key=key: self.press(key))
+
+    def _key_map(self):
+        return {
+            "h": self.toggle_help,
+            "r": self.reset_view,
+            "1": lambda: self.view_preset("front"),
+            "2": lambda: self.view_preset("left"),
+            "3": lambda: self.view_preset("right"),
+            "t": self.toggle_texture,
+            "w": lambda: self.toggle_mode("wireframe"),
+            "p": lambda: self.toggle_mode("points"),
+            "d": lambda: self.toggle_mode("depth"),
+            "l": self.toggle_landmarks,
+            "plus": lambda: self.change_exaggeration(EXAGGERATION_STEP),
+            "equal": lambda: self.change_exaggeration(EXAGGERATION_STEP),
+            "KP_Add": lambda: self.change_exaggeration(EXAGGERATION_STEP),
+            "minus": lambda: self.change_exaggeration(1 / EXAGGERATION_STEP),
+            "underscore": lambda: self.change_exaggeration(1 / EXAGGERATION_STEP),
+            "KP_Subtract": lambda: self.change_exaggeration(1 / EXAGGERATION_STEP),
+            "0": lambda: self.change_exaggeration(None),
+            "bracketright": lambda: self.change_smoothing(+SMOOTH_STEP_MM),
+            "bracketleft": lambda: self.change_smoothing(-SMOOTH_STEP_MM),
+            "m": self.measure_at_cursor,
+            "c": self._clear_measurement,
+            "s": self.save_screenshot,
+            "e": self.export,
+            "q": self.quit,
+            "Escape": self.quit,
+        }
+
+    def press(self, key: str):
+        """Run the action bound to the key ``key`` (a VTK/X keysym, e.g. ``"t"``, ``"plus"``).
+
+        Parameters
+        ----------
+        key : str
+            Key symbol.
+
+        Returns
+        -------
+        object
+            What the action returned (a path list for ``s``/``e``), or None.
+        """
+        action = self.key_map.get(key)
+        if action is None:
+            return None
+        self.last_message = ""
+        try:
+            result = action()
+        except Exception as exc:  # a failing key must not kill the window
+            self._message(f"{key}: {type(exc).__name__}: {exc}")
+            result = None
+        if key not in ("q", "Escape"):
+            self._update_status()
+            self.render()
+        return result
+
+    def render(self):
+        """Render the window (no-op when closed)."""
+        if self.plotter.render_window is not None:
+            self.plotter.render()
+
+    def _message(self, text, overlay=True):
+        self.last_message = text if overlay else ""
+        if self.verbose:
+            print(text, flush=True)
+
+    def _update_status(self):
+        parts = [f"mode: {self.mode}", f"depth x{self.exaggeration:.2f}"]
+        if self.rec is not None:
+            parts.append(f"smoothing {self.smooth_mm:.1f} mm")
+        parts.append(f"{self.base.n_cells:,} triangles")
+        if len(self.picks) == 2:
+            parts.append(f"distance {self.distance_mm():.1f} mm")
+        parts.append("h: help")
+        line = "   |   ".join(parts)
+        if self.last_message:
+            line = self.last_message + "\n" + line
+        self.status.set_text("lower_left", line)
+
+    # ------------------------------------------------------------------ actions
+    def set_mode(self, mode, render=True):
+        """Show the mesh as ``shaded``, ``textured``, ``wireframe``, ``points`` or ``depth``.
+
+        Parameters
+        ----------
+        mode : str
+            One of :data:`MODES`.
+        render : bool
+            Render afterwards.
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        self.mode = mode
+        if mode in ("shaded", "textured"):
+            self.surface_mode = mode
+        for name in MODES:
+            self.actors[name].visibility = False
+        self.actors[mode].visibility = True
+        self.scalar_bar.SetVisibility(mode == "depth")
+        if mode == "points":
+            self.main_renderer.set_background((0.0, 0.0, 0.0), top=(0.10, 0.10, 0.12))
+        else:
+            self.main_renderer.set_background(BG_BOTTOM, top=BG_TOP)
+        self._update_status()
+        if render:
+            self.render()
+
+    def toggle_mode(self, mode):
+        """Switch to ``mode``, or back to the last surface mode if already in it.
+
+        Parameters
+        ----------
+        mode : str
+            One of :data:`MODES`.
+        """
+        self.set_mode(self.surface_mode if self.mode == mode else mode, render=False)
+        self._message(f"mode: {self.mode}", overlay=False)
+
+    def toggle_texture(self):
+        """Textured <-> shaded (from any other mode: textured)."""
+        if self.mode == "textured":
+            self.set_mode("shaded", render=False)
+        else:
+            self.set_mode("textured", render=False)
+        self._message(f"mode: {self.mode}", overlay=False)
+
+    def toggle_landmarks(self):
+        """Show or hide the landmarks on the 3D face."""
+        if not getattr(self, "_landmarks_available", False):
+            self._message("no landmarks: this is a bare mesh")
+            return
+        self.show_landmarks3d = not self.show_landmarks3d
+        self.actors["landmarks"].visibility = self.show_landmarks3d
+        self._message(f"landmarks {'on' if self.show_landmarks3d else 'off'}")
+
+    def toggle_help(self):
+        """Show or hide the key help."""
+        self.help_visible = not self.help_visible
+        self.help_actor.SetVisibility(self.help_visible)
+
+    def reset_view(self, render=True):
+        """Front view, camera fitted to the face.
+
+        Parameters
+        ----------
+        render : bool
+            Render afterwards.
+        """
+        self.view_preset("front", render=render)
+
+    def view_preset(self, name, render=True, azimuth=0.0, elevation=0.0):
+        """Put the camera in front of (``front``) or beside (``left``, ``right``) the face.
+
+        Parameters
+        ----------
+        name : str
+            ``front``; ``left``: the subject's left profile (camera on +x, the right of
+            the front view); ``right``: the subject's right profile.
+        render : bool
+            Render afterwards.
+        azimuth, elevation : float
+            Extra rotation of the camera about the face, degrees.
+        """
+        r = self.main_renderer
+        b = np.array(self.surf.bounds).reshape(3, 2)
+        centre = b.mean(axis=1)
+        radius = 0.5 * float(np.linalg.norm(b[:, 1] - b[:, 0])) or 1.0
+        direction = {"front": (0, 0, 1), "left": (1, 0, 0), "right": (-1, 0, 0)}[name]
+        cam = r.camera
+        cam.parallel_projection = False
+        cam.view_angle = 30.0
+        dist = radius / math.sin(math.radians(15.0)) * 0.92
+        cam.focal_point = tuple(centre)
+        cam.position = tuple(centre + dist * np.array(direction, float))
+        cam.up = (0, 1, 0)
+        if azimuth:
+            cam.Azimuth(float(azimuth))
+        if elevation:
+            cam.Elevation(float(elevation))
+            cam.OrthogonalizeViewUp()
+        r.ResetCameraClippingRange()
+        if render:
+            self.render()
+
+    def change_exaggeration(self, factor):
+        """Multiply the displayed depth by ``factor`` (display only; exports stay in mm).
+
+        Parameters
+        ----------
+        factor : float or None
+            Multiplier of the current exaggeration (kept within 0.1..10); None resets to 1.
+        """
+        new = 1.0 if factor is None else self.exaggeration * factor
+        new = float(min(max(new, 0.1), 10.0))
+        if abs(new - self.exaggeration) < 1e-9:
+            return
+        self.exaggeration = new
+        self._update_geometry()
+        self._message(f"depth exaggeration x{self.exaggeration:.2f}")
+
+    def change_smoothing(self, delta_mm):
+        """Change ``smooth_sigma_mm`` by ``delta_mm`` and re-run filter + surface.
+
+        Uses ``rec.with_config(smooth_sigma_mm=...)``; the depth panel follows.
+
+        Parameters
+        ----------
+        delta_mm : float
+            Change of the Gaussian smoothing, mm (the result is kept within 0..10 mm).
+        """
+        if self.rec is None or not hasattr(self.rec, "with_config"):
+            self._message("smoothing needs a reconstruction (this is a bare mesh)")
+            return
+        new = round(min(max(self.smooth_mm + delta_mm, 0.0), MAX_SMOOTH_MM), 3)
+        if new == self.smooth_mm:
+            return
+        t0 = time.perf_counter()
+        self.rec = self.rec.with_config(smooth_sigma_mm=new)
+        self.smooth_mm = new
+        self.base = self._prepare_mesh(self.rec.mesh)
+        self._update_geometry()
+        self._refresh_depth_panel()
+        self._message(f"smoothing {new:.1f} mm (re-meshed in "
+                      f"{1000 * (time.perf_counter() - t0):.0f} ms)")
+
+    def measure_at_cursor(self):
+        """Pick the surface point under the mouse; two picks give a distance in mm."""
+        iren = self.plotter.iren
+        if iren is None:
+            return None
+        x, y = iren.interactor.GetEventPosition()
+        return self.pick(x, y)
+
+    def pick(self, x, y):
+        """Pick the surface point at display position (x, y) for the measurement.
+
+        Parameters
+        ----------
+        x, y : int
+            Display coordinates (pixels, origin bottom-left).
+
+        Returns
+        -------
+        float or None
+            The distance in mm once two points are picked.
+        """
+        import vtk
+
+        picker = vtk.vtkCellPicker()
+        picker.SetTolerance(0.0005)
+        for name, act in self.actors.items():
+            if name not in MODES:
+                act.SetPickable(False)
+        if not picker.Pick(x, y, 0, self.main_renderer) or picker.GetCellId() < 0:
+            self._message("measure: no surface under the cursor")
+            return None
+        p = np.array(picker.GetPickPosition(), float)
+        p[2] /= self.exaggeration  # real mm
+        if len(self.picks) >= 2:
+            self.picks = []
+        self.picks.append(p)
+        self._draw_picks()
+        if len(self.picks) == 2:
+            d = self.distance_mm()
+            self._message(f"distance: {d:.1f} mm")
+            return d
+        self._message("measure: first point picked; press m over a second point")
+        return None
+
+    def distance_mm(self):
+        """Distance between the two picked points in mm (NaN if fewer than two)."""
+        if len(self.picks) < 2:
+            return float("nan")
+        return float(np.linalg.norm(self.picks[1] - self.picks[0]))
+
+    def _draw_picks(self):
+        pts = np.array(self.picks, float).reshape(-1, 3)
+        pts[:, 2] *= self.exaggeration
+        self.pick_cloud.copy_from(pv.PolyData(pts.astype(np.float32)))
+        self.actors["picks"].visibility = len(pts) > 0
+        if len(pts) == 2:
+            self.pick_line.copy_from(pv.Line(pts[0], pts[1]))
+        self.actors["pick_line"].visibility = len(pts) == 2
+
+    def _clear_measurement(self, render=False):
+        self.picks = []
+        if "picks" in getattr(self, "actors", {}):
+            self.actors["picks"].visibility = False
+            self.actors["pick_line"].visibility = False
+
+    def save_screenshot(self, path=None):
+        """Write the window to a PNG (``path``, or a free name in the output folder).
+
+        Parameters
+        ----------
+        path : str or Path or None
+            Destination; default ``<output_dir>/<stem>_view_NN.png``.
+
+        Returns
+        -------
+        Path
+            The written file.
+        """
+        if path is None:
+            (path,) = _free_path(self.output_dir, f"{self.output_stem}_view", (".png",))
+        self.render()
+        img = self.plotter.screenshot(return_img=True)
+        out = write_image_atomic(img, path)
+        self._message(f"screenshot: {out}")
+        return out
+
+    def export(self, formats=(".stl", ".obj")):
+        """Export the current mesh (current smoothing, real mm) next to the input.
+
+        Parameters
+        ----------
+        formats : tuple of str
+            Extensions to write.
+
+        Returns
+        -------
+        list of Path
+            Every file written (an OBJ may come with its material and texture).
+        """
+        paths = _free_path(self.output_dir, f"{self.output_stem}_mesh", tuple(formats))
+        written = []
+        for path in paths:
+            if self.rec is not None and hasattr(self.rec, "save"):
+                written += [Path(x) for x in self.rec.save(path)]
+            else:
+                from .exporters import export_mesh
+
+                written += [Path(x) for x in export_mesh(self.base, path)]
+        self._message("exported: " + ", ".join(str(p) for p in written))
+        return written
+
+    def quit(self):
+        """Close the window (ends :meth:`pyvista.Plotter.show`)."""
+        p = self.plotter
+        if p.iren is not None:
+            try:
+                p._prep_for_close()
+            except Exception:
+                pass
+            p.iren.terminate_app()
