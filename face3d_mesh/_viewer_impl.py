@@ -176,16 +176,24 @@ def annotate_photo(image, landmarks=None, mask=None, max_side=900, box=None) -> 
         f = 1.0
     thick = max(1, round(img.shape[0] / 450))
     if mask is not None and np.any(mask):
-        m = cv2.resize(mask.astype(np.uint8), (img.shape[1], img.shape[0]),
-                       interpolation=cv2.INTER_NEAREST)
+        m = cv2.resize(
+            mask.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
         contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(img, contours, -1, (255, 220, 0), thick + 1, cv2.LINE_AA)
     if landmarks is not None and len(landmarks):
         r = max(1, round(img.shape[0] / 400))
         for x, y in np.asarray(landmarks)[:, :2] * f:
             if np.isfinite(x) and np.isfinite(y):
-                cv2.circle(img, (round(x * 4), round(y * 4)), r * 4, (0, 255, 160), -1,
-                           cv2.LINE_AA, shift=2)
+                cv2.circle(
+                    img,
+                    (round(x * 4), round(y * 4)),
+                    r * 4,
+                    (0, 255, 160),
+                    -1,
+                    cv2.LINE_AA,
+                    shift=2,
+                )
     return img
 
 
@@ -271,9 +279,21 @@ class FaceViewer:
         Print a line for each key action (interactive use).
     """
 
-    def __init__(self, source, *, off_screen=False, size=(1600, 900), mode="textured",
-                 title=None, output_dir=None, output_stem="face3d", panels=True,
-                 exaggeration=1.0, landmarks=False, verbose=False):
+    def __init__(
+        self,
+        source,
+        *,
+        off_screen=False,
+        size=(1600, 900),
+        mode="textured",
+        title=None,
+        output_dir=None,
+        output_stem="face3d",
+        panels=True,
+        exaggeration=1.0,
+        landmarks=False,
+        verbose=False,
+    ):
         if isinstance(source, pv.DataSet):
             self.rec = None
             mesh = source
@@ -362,8 +382,12 @@ class FaceViewer:
             if name in base.point_data:
                 surf.point_data["colors"] = np.asarray(base.point_data[name])[:, :3]
                 break
-        surf = surf.compute_normals(cell_normals=False, split_vertices=False,
-                                    auto_orient_normals=False, consistent_normals=False)
+        surf = surf.compute_normals(
+            cell_normals=False,
+            split_vertices=False,
+            auto_orient_normals=False,
+            consistent_normals=False,
+        )
         if "UV" in surf.point_data:
             surf.point_data.active_texture_coordinates_name = "UV"
         z = np.asarray(base.points[:, 2], np.float32)
@@ -422,12 +446,18 @@ class FaceViewer:
     def _build_plotter(self, off_screen, size):
         size = (int(size[0]), int(size[1]))
         if self.has_panels:
-            self.plotter = pv.Plotter(off_screen=off_screen, window_size=size, shape=(2, 3),
-                                      groups=[([0, 1], [0, 1])], border=False,
-                                      title=self.title)
+            self.plotter = pv.Plotter(
+                off_screen=off_screen,
+                window_size=size,
+                shape=(2, 3),
+                groups=[([0, 1], [0, 1])],
+                border=False,
+                title=self.title,
+            )
         else:
-            self.plotter = pv.Plotter(off_screen=off_screen, window_size=size, border=False,
-                                      title=self.title)
+            self.plotter = pv.Plotter(
+                off_screen=off_screen, window_size=size, border=False, title=self.title
+            )
         pv.set_new_attribute(self.plotter, "face3d_viewer", self)
         self.plotter.subplot(0, 0)
         self.plotter.set_background(BG_BOTTOM, top=BG_TOP)
@@ -446,10 +476,15 @@ class FaceViewer:
         r.remove_all_lights()
         # camera lights follow the view: key from upper left, fill from the right, a low
         # raking light from below-left that brings out the relief, and a soft headlight.
-        for pos, intensity in (((-1.0, 1.2, 1.0), 0.75), ((1.2, 0.2, 0.8), 0.30),
-                               ((-0.8, -1.0, 0.5), 0.15), ((0.0, 0.0, 1.0), 0.20)):
-            light = pv.Light(position=pos, focal_point=(0, 0, 0), light_type="camera light",
-                             intensity=intensity)
+        for pos, intensity in (
+            ((-1.0, 1.2, 1.0), 0.75),
+            ((1.2, 0.2, 0.8), 0.30),
+            ((-0.8, -1.0, 0.5), 0.15),
+            ((0.0, 0.0, 1.0), 0.20),
+        ):
+            light = pv.Light(
+                position=pos, focal_point=(0, 0, 0), light_type="camera light", intensity=intensity
+            )
             r.add_light(light)
 
     def _add_actors(self):
@@ -458,46 +493,86 @@ class FaceViewer:
         surf = self.surf
         common = dict(smooth_shading=False, reset_camera=False, show_scalar_bar=False)
         self.actors = {}
-        self.actors["shaded"] = p.add_mesh(surf, color=SKIN, specular=0.25,
-                                           specular_power=20, ambient=0.12, diffuse=0.9,
-                                           **common)
+        self.actors["shaded"] = p.add_mesh(
+            surf, color=SKIN, specular=0.25, specular_power=20, ambient=0.12, diffuse=0.9, **common
+        )
         if self._has_texture():
             self.texture = pv.Texture(np.ascontiguousarray(self.rec.image[..., :3]))
-            self.actors["textured"] = p.add_mesh(surf, texture=self.texture, ambient=0.25,
-                                                 diffuse=0.8, specular=0.05, **common)
+            self.actors["textured"] = p.add_mesh(
+                surf, texture=self.texture, ambient=0.25, diffuse=0.8, specular=0.05, **common
+            )
         elif self._has_rgb():
-            self.actors["textured"] = p.add_mesh(surf, scalars="colors", rgb=True,
-                                                 ambient=0.25, diffuse=0.8, **common)
+            self.actors["textured"] = p.add_mesh(
+                surf, scalars="colors", rgb=True, ambient=0.25, diffuse=0.8, **common
+            )
         else:
             self.actors["textured"] = self.actors["shaded"]
         # opaque lines: a translucent wireframe costs a depth-sorting pass per frame
-        self.actors["wireframe"] = p.add_mesh(surf, style="wireframe", color=(0.45, 0.62, 0.85),
-                                              line_width=1, lighting=False,
-                                              **common)
-        self.actors["points"] = p.add_mesh(self.cloud, style="points", scalars="closeness",
-                                           cmap="gray", clim=self._closeness_clim(),
-                                           point_size=2, lighting=False, **common)
-        self.actors["depth"] = p.add_mesh(self.depth_surf, scalars="depth (mm)", cmap="viridis_r",
-                                          clim=self._depth_clim(), specular=0.2,
-                                          specular_power=20, **common)
+        self.actors["wireframe"] = p.add_mesh(
+            surf,
+            style="wireframe",
+            color=(0.45, 0.62, 0.85),
+            line_width=1,
+            lighting=False,
+            **common,
+        )
+        self.actors["points"] = p.add_mesh(
+            self.cloud,
+            style="points",
+            scalars="closeness",
+            cmap="gray",
+            clim=self._closeness_clim(),
+            point_size=2,
+            lighting=False,
+            **common,
+        )
+        self.actors["depth"] = p.add_mesh(
+            self.depth_surf,
+            scalars="depth (mm)",
+            cmap="viridis_r",
+            clim=self._depth_clim(),
+            specular=0.2,
+            specular_power=20,
+            **common,
+        )
         self.scalar_bar = p.add_scalar_bar(
-            "depth (mm)", mapper=self.actors["depth"].mapper, vertical=True,
-            position_x=0.86, position_y=0.2, height=0.6, width=0.06, n_labels=5, fmt="%.0f",
-            title_font_size=14, label_font_size=12, color="white",
+            "depth (mm)",
+            mapper=self.actors["depth"].mapper,
+            vertical=True,
+            position_x=0.86,
+            position_y=0.2,
+            height=0.6,
+            width=0.06,
+            n_labels=5,
+            fmt="%.0f",
+            title_font_size=14,
+            label_font_size=12,
+            color="white",
         )
         for a in self.actors.values():
             a.prop.interpolation = "phong" if a.prop.style == "Surface" else a.prop.interpolation
         self.landmarks3d = pv.PolyData(np.zeros((1, 3), np.float32))
-        self.actors["landmarks"] = p.add_mesh(self.landmarks3d, color=(0.1, 1.0, 0.6),
-                                              point_size=6, render_points_as_spheres=True,
-                                              lighting=False, reset_camera=False)
+        self.actors["landmarks"] = p.add_mesh(
+            self.landmarks3d,
+            color=(0.1, 1.0, 0.6),
+            point_size=6,
+            render_points_as_spheres=True,
+            lighting=False,
+            reset_camera=False,
+        )
         self.pick_cloud = pv.PolyData(np.zeros((1, 3), np.float32))
-        self.actors["picks"] = p.add_mesh(self.pick_cloud, color=(1.0, 0.25, 0.2), point_size=12,
-                                          render_points_as_spheres=True, lighting=False,
-                                          reset_camera=False)
+        self.actors["picks"] = p.add_mesh(
+            self.pick_cloud,
+            color=(1.0, 0.25, 0.2),
+            point_size=12,
+            render_points_as_spheres=True,
+            lighting=False,
+            reset_camera=False,
+        )
         self.pick_line = pv.Line((0, 0, 0), (0, 0, 1))
-        self.actors["pick_line"] = p.add_mesh(self.pick_line, color=(1.0, 0.25, 0.2),
-                                              line_width=3, lighting=False, reset_camera=False)
+        self.actors["pick_line"] = p.add_mesh(
+            self.pick_line, color=(1.0, 0.25, 0.2), line_width=3, lighting=False, reset_camera=False
+        )
         for name in ("landmarks", "picks", "pick_line"):
             self.actors[name].visibility = False
         # texts
@@ -507,12 +582,21 @@ class FaceViewer:
                 cap += "   |   scale " + self.rec.scale.describe()
             except Exception:  # a caption must never break the viewer
                 pass
-        self.caption = p.add_text(cap, position="upper_left", font_size=10, color="white",
-                                  name="caption")
-        self.status = p.add_text("", position="lower_left", font_size=9, color=(0.85,) * 3,
-                                 name="status")
-        self.help_actor = p.add_text(help_text(), position=(0.01, 0.94), viewport=True,
-                                     font_size=8, color="white", font="courier", name="help")
+        self.caption = p.add_text(
+            cap, position="upper_left", font_size=10, color="white", name="caption"
+        )
+        self.status = p.add_text(
+            "", position="lower_left", font_size=9, color=(0.85,) * 3, name="status"
+        )
+        self.help_actor = p.add_text(
+            help_text(),
+            position=(0.01, 0.94),
+            viewport=True,
+            font_size=8,
+            color="white",
+            font="courier",
+            name="help",
+        )
         tp = self.help_actor.GetTextProperty()
         tp.SetVerticalJustificationToTop()
         tp.SetJustificationToLeft()
@@ -540,8 +624,9 @@ class FaceViewer:
         cam.position = (cx, cy, 10 * max(w, h))
         cam.parallel_scale = scale
         renderer.ResetCameraClippingRange()
-        return dict(position=cam.position, focal_point=cam.focal_point, up=cam.up,
-                    scale=cam.parallel_scale)
+        return dict(
+            position=cam.position, focal_point=cam.focal_point, up=cam.up, scale=cam.parallel_scale
+        )
 
     def _image_plane(self, img, box):
         """A plane textured with ``img`` covering the photo-pixel box (u0, v0, u1, v1).
@@ -549,9 +634,14 @@ class FaceViewer:
         World coordinates of the panels are photo pixels: x = u, y = H - v.
         """
         u0, v0, u1, v1 = box
-        plane = pv.Plane(center=(0.5 * (u0 + u1), self._img_h - 0.5 * (v0 + v1), 0),
-                         direction=(0, 0, 1), i_size=u1 - u0, j_size=v1 - v0,
-                         i_resolution=1, j_resolution=1)
+        plane = pv.Plane(
+            center=(0.5 * (u0 + u1), self._img_h - 0.5 * (v0 + v1), 0),
+            direction=(0, 0, 1),
+            i_size=u1 - u0,
+            j_size=v1 - v0,
+            i_resolution=1,
+            j_resolution=1,
+        )
         tex = pv.Texture(np.ascontiguousarray(img))
         tex.interpolate = True
         return plane, tex
@@ -559,8 +649,10 @@ class FaceViewer:
     def _depth_panel_image(self):
         u0, v0, u1, v1 = self.panel_box
         mask = getattr(self.rec, "mask", None)
-        gray, span = depth_to_gray(self.rec.depth_mm[v0:v1, u0:u1],
-                                   None if mask is None else np.asarray(mask)[v0:v1, u0:u1])
+        gray, span = depth_to_gray(
+            self.rec.depth_mm[v0:v1, u0:u1],
+            None if mask is None else np.asarray(mask)[v0:v1, u0:u1],
+        )
         label = f"depth map: white = nose tip, dark grey = {span:.0f} mm behind"
         return gray, label
 
@@ -568,22 +660,31 @@ class FaceViewer:
         p = self.plotter
         rec = self.rec
         self._img_h = rec.image.shape[0]
-        self.panel_box = face_box(rec.image.shape, getattr(rec, "mask", None),
-                                  getattr(rec, "landmarks", None))
+        self.panel_box = face_box(
+            rec.image.shape, getattr(rec, "mask", None), getattr(rec, "landmarks", None)
+        )
         self.panel_cams = {}
         self.panel_renderers = []
-        photo = annotate_photo(rec.image, getattr(rec, "landmarks", None),
-                               getattr(rec, "mask", None), box=self.panel_box)
+        photo = annotate_photo(
+            rec.image,
+            getattr(rec, "landmarks", None),
+            getattr(rec, "mask", None),
+            box=self.panel_box,
+        )
         depth, depth_label = self._depth_panel_image()
-        for row, img, label in ((0, photo, "photo: landmarks + face mask"),
-                                (1, depth, depth_label)):
+        for row, img, label in (
+            (0, photo, "photo: landmarks + face mask"),
+            (1, depth, depth_label),
+        ):
             p.subplot(row, 2)
             p.set_background(PANEL_BG)
             plane, tex = self._image_plane(img, self.panel_box)
-            actor = p.add_mesh(plane, texture=tex, lighting=False, reset_camera=False,
-                               name=f"panel{row}")
-            text = p.add_text(label, position="upper_left", font_size=9, color="white",
-                              name=f"panel_label{row}")
+            actor = p.add_mesh(
+                plane, texture=tex, lighting=False, reset_camera=False, name=f"panel{row}"
+            )
+            text = p.add_text(
+                label, position="upper_left", font_size=9, color="white", name=f"panel_label{row}"
+            )
             self.panel_cams[row] = self._panel_camera(p.renderer, self.panel_box)
             self.panel_renderers.append(p.renderer)
             if row == 1:
@@ -873,8 +974,9 @@ class FaceViewer:
         self.base = self._prepare_mesh(self.rec.mesh)
         self._update_geometry()
         self._refresh_depth_panel()
-        self._message(f"smoothing {new:.1f} mm (re-meshed in "
-                      f"{1000 * (time.perf_counter() - t0):.0f} ms)")
+        self._message(
+            f"smoothing {new:.1f} mm (re-meshed in {1000 * (time.perf_counter() - t0):.0f} ms)"
+        )
 
     def measure_at_cursor(self):
         """Pick the surface point under the mouse; two picks give a distance in mm."""

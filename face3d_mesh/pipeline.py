@@ -319,7 +319,7 @@ def reconstruct(
 
         height, width = image.shape[:2]
         centre = aligned.matrix @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
-        raw_crop_mm, depth_info = estimate_depth(
+        raw_crop_mm, depth_info, landmark_z_mm = estimate_depth(
             aligned,
             crop_mask,
             mm_per_px=mm_per_crop_px,
@@ -329,7 +329,7 @@ def reconstruct(
         )
         depth_info = {**depth_info, "focal_px": focal_px, "focal_source": focal_source}
     landmarks = face.points.copy()
-    landmarks[:, 2] *= scale.mm_per_px
+    landmarks[:, 2] = landmark_z_mm
     nose_offset = float(landmarks[NOSE_TIP, 2])
     landmarks[:, 2] -= nose_offset
     stage_result = _DepthStageResult(

@@ -33,8 +33,10 @@ def _load(photo, synthetic):
 
             return face3d_mesh.reconstruct(str(photo)), f"pipeline: {Path(photo).name}"
         except Exception as exc:  # noqa: BLE001 - fall back to the synthetic face
-            print(f"pipeline unavailable ({type(exc).__name__}: {exc}); using a synthetic face",
-                  file=sys.stderr)
+            print(
+                f"pipeline unavailable ({type(exc).__name__}: {exc}); using a synthetic face",
+                file=sys.stderr,
+            )
     sys.path.insert(0, str(REPO / "tests"))
     from fake_reconstruction import make_fake_reconstruction
 
@@ -94,8 +96,27 @@ def main(argv=None):
         result["rotate_fps"][mode] = round(args.frames / (time.perf_counter() - t0), 1)
     v.set_mode("textured")
 
-    keys = ["t", "t", "w", "w", "p", "p", "d", "d", "l", "l", "h", "h", "1", "2", "3", "r",
-            "plus", "minus", "0"]
+    keys = [
+        "t",
+        "t",
+        "w",
+        "w",
+        "p",
+        "p",
+        "d",
+        "d",
+        "l",
+        "l",
+        "h",
+        "h",
+        "1",
+        "2",
+        "3",
+        "r",
+        "plus",
+        "minus",
+        "0",
+    ]
     action, frame = {}, {}
     for key in keys:
         t0 = time.perf_counter()

@@ -20,12 +20,17 @@ sys.path.insert(0, str(REPO))
 # (output name, sample photo, show() keywords)
 SHOTS = [
     ("viewer_textured.png", "astronaut.png", dict(mode="textured")),
-    ("viewer_shaded.png", "lps_head_scan_studio.png", dict(mode="shaded", azimuth=35,
-                                                           elevation=10, panels=False)),
-    ("viewer_depth.png", "lps_head_scan_studio.png", dict(mode="depth", azimuth=-60,
-                                                          panels=False)),
-    ("viewer_points.png", "astronaut.png", dict(mode="points", azimuth=40, elevation=15,
-                                                panels=False)),
+    (
+        "viewer_shaded.png",
+        "lps_head_scan_studio.png",
+        dict(mode="shaded", azimuth=35, elevation=10, panels=False),
+    ),
+    ("viewer_depth.png", "lps_head_scan_studio.png", dict(mode="depth", azimuth=-60, panels=False)),
+    (
+        "viewer_points.png",
+        "astronaut.png",
+        dict(mode="points", azimuth=40, elevation=15, panels=False),
+    ),
 ]
 SIZE = (960, 540)
 MAX_BYTES = 300_000

@@ -30,9 +30,7 @@ class FakeScale:
 
     def describe(self) -> str:
         """One line: scale, source and relative uncertainty."""
-        return (
-            f"{self.mm_per_px:.3f} mm/px ({self.source}, ±{100 * self.uncertainty:.0f}%)"
-        )
+        return f"{self.mm_per_px:.3f} mm/px ({self.source}, ±{100 * self.uncertainty:.0f}%)"
 
 
 def _gauss(x, y, x0, y0, sx, sy):
@@ -151,16 +149,14 @@ def grid_mesh(depth_mm, image, mm_per_px, origin_uv, step_px=1.0):
     tris = np.concatenate([t1, t2])
     faces = np.hstack([np.full((len(tris), 1), 3, np.int64), tris]).ravel()
     u0, v0 = origin_uv
-    pts = np.stack(
-        [(uu[valid] - u0) * mm_per_px, -(vv[valid] - v0) * mm_per_px, -d[valid]], axis=1
-    )
+    pts = np.stack([(uu[valid] - u0) * mm_per_px, -(vv[valid] - v0) * mm_per_px, -d[valid]], axis=1)
     mesh = pv.PolyData(pts.astype(np.float32), faces)
     ui = np.clip(np.round(uu[valid]).astype(int), 0, w - 1)
     vi = np.clip(np.round(vv[valid]).astype(int), 0, h - 1)
     mesh.point_data["RGB"] = image[vi, ui]
-    mesh.point_data["UV"] = np.stack(
-        [uu[valid] / w, 1.0 - vv[valid] / h], axis=1
-    ).astype(np.float32)
+    mesh.point_data["UV"] = np.stack([uu[valid] / w, 1.0 - vv[valid] / h], axis=1).astype(
+        np.float32
+    )
     mesh.point_data.active_texture_coordinates_name = "UV"
     return mesh
 
@@ -186,7 +182,12 @@ class FakeReconstruction:
         """Re-run the (fake) filter and surface stages with ``changes`` applied."""
         cfg = self.config.replace(**changes)
         return FakeReconstruction(
-            self.image, self._depth_raw, self.mask, self.scale, self._origin_uv, cfg,
+            self.image,
+            self._depth_raw,
+            self.mask,
+            self.scale,
+            self._origin_uv,
+            cfg,
             self.landmarks,
         )
 

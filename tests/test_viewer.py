@@ -102,6 +102,7 @@ def test_textured_differs_from_shaded(rec):
     m = face_mask(va) & face_mask(vb)
     diff = np.abs(va.astype(int) - vb.astype(int)).sum(axis=2)[m]
     assert diff.mean() > 20, diff.mean()
+
     # the textured face shows the photo's red lips; the clay-shaded one has no such red
     def red(v):
         v = v.astype(int)
@@ -327,8 +328,13 @@ def test_no_display_from_a_clean_process(tmp_path):
         "from fake_reconstruction import make_fake_reconstruction as f;"
         "from face3d_mesh.viewer import show; show(f())"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=headless_env(), cwd=str(Path(__file__).parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=headless_env(),
+        cwd=str(Path(__file__).parents[1]),
+    )
     assert out.returncode != 0
     assert "no display available" in out.stderr
     assert "Segmentation" not in out.stderr

@@ -16,8 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 def run(args, env, timeout=300):
     env = dict(env)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return subprocess.run([sys.executable, "-m", "face3d_mesh", "view", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "face3d_mesh", "view", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -39,8 +44,22 @@ def test_view_mesh_file_screenshot(stl_file, tmp_path, headless):
     from PIL import Image
 
     out = tmp_path / "view.png"
-    r = run([stl_file, "--screenshot", out, "--size", "640x360", "--azimuth", "30",
-             "--elevation", "10", "--mode", "shaded"], headless)
+    r = run(
+        [
+            stl_file,
+            "--screenshot",
+            out,
+            "--size",
+            "640x360",
+            "--azimuth",
+            "30",
+            "--elevation",
+            "10",
+            "--mode",
+            "shaded",
+        ],
+        headless,
+    )
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (640, 360)
     assert str(out) in r.stdout
@@ -73,7 +92,17 @@ def test_view_photo_screenshot(tmp_path, headless):
     except ImportError as exc:
         pytest.skip(f"pipeline not available: {exc}")
     out = tmp_path / "photo.png"
-    r = run([REPO / "sample_data" / "astronaut.png", "--screenshot", out, "--size", "800x450",
-             "--mode", "depth"], headless)
+    r = run(
+        [
+            REPO / "sample_data" / "astronaut.png",
+            "--screenshot",
+            out,
+            "--size",
+            "800x450",
+            "--mode",
+            "depth",
+        ],
+        headless,
+    )
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (800, 450)

@@ -35,7 +35,9 @@ def xdisplay():
     rfd, wfd = os.pipe()
     proc = subprocess.Popen(
         [XVFB, "-displayfd", str(wfd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-        pass_fds=(wfd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=(wfd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.close(wfd)
     with os.fdopen(rfd) as r:
@@ -100,14 +102,26 @@ def test_window_opens_on_xvfb_and_keys_work(xdisplay, tmp_path):
     env = dict(os.environ, DISPLAY=xdisplay, PYTHONPATH=str(REPO))
     env.pop("WAYLAND_DISPLAY", None)
     env.pop("VTK_DEFAULT_OPENGL_WINDOW", None)
-    child = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(tmp_path),
+    )
     lines = Lines(child.stdout)
     try:
 
         def xdo(*args, timeout=60):
-            return subprocess.run([XDOTOOL, *args], env=env, capture_output=True, text=True,
-                                  timeout=timeout, check=True).stdout
+            return subprocess.run(
+                [XDOTOOL, *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=True,
+            ).stdout
 
         wid = xdo("search", "--sync", "--name", title).split()[0]
         geometry = xdo("getwindowgeometry", wid)
@@ -136,8 +150,13 @@ def test_window_opens_on_xvfb_and_keys_work(xdisplay, tmp_path):
             xdo("mousemove", "--window", wid, str(x0), str(y0))
             xdo("mousedown", "1")
             for i in range(1, 6):
-                xdo("mousemove", "--window", wid, str(x0 + (x1 - x0) * i // 5),
-                    str(y0 + (y1 - y0) * i // 5))
+                xdo(
+                    "mousemove",
+                    "--window",
+                    wid,
+                    str(x0 + (x1 - x0) * i // 5),
+                    str(y0 + (y1 - y0) * i // 5),
+                )
                 time.sleep(0.05)
             xdo("mouseup", "1")
             time.sleep(0.3)

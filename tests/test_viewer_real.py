@@ -12,8 +12,9 @@ from face3d_mesh import viewer
 @pytest.fixture(scope="module")
 def shown(astronaut_rec, tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
-    pl = viewer.show(astronaut_rec, off_screen=True, size=(960, 540), output_dir=out,
-                     output_stem="astronaut")
+    pl = viewer.show(
+        astronaut_rec, off_screen=True, size=(960, 540), output_dir=out, output_stem="astronaut"
+    )
     yield pl, pl.face3d_viewer, out
     pl.close()
 

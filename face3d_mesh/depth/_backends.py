@@ -18,21 +18,23 @@ DEPTH_BACKENDS = ("landmarks", "midas", "fused", "auto")
 
 def landmark_depth_mm(
     aligned, mask: np.ndarray, *, mm_per_px: float, focal_px: float, principal_point
-) -> np.ndarray:
-    """Dense depth from the landmarks on the crop's grid, mm, NaN outside ``mask``."""
-    from ._landmark_depth import rasterize_landmark_depth
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense depth from the landmarks on the crop's grid (mm, NaN outside ``mask``), and
+    the corrected depth of each landmark (478,) in mm, with the same offset."""
+    from ._landmark_depth import corrected_landmarks, rasterize_landmark_depth
 
-    depth = rasterize_landmark_depth(
+    points = corrected_landmarks(
         aligned.landmarks.points, mask.shape, focal_px=focal_px, principal_point=principal_point
     )
+    depth = rasterize_landmark_depth(points, mask.shape, perspective=False, symmetric=False)
     depth *= np.float32(mm_per_px)
     depth[~mask] = np.nan
-    return depth
+    return depth, points[:, 2] * mm_per_px
 
 
 def estimate_depth(
     aligned, mask: np.ndarray, *, mm_per_px: float, focal_px: float, principal_point, config
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, dict, np.ndarray]:
     """Run the depth backend chosen by ``config.depth`` on an aligned face.
 
     Parameters
@@ -55,8 +57,11 @@ def estimate_depth(
         h×w float32, mm, larger = farther, NaN outside ``mask``.
     info : dict
         ``backend`` (the one used) and its diagnostics.
+    landmark_z_mm : numpy.ndarray
+        (478,) float64 depth of each landmark in mm (perspective-corrected, symmetric),
+        with the same offset as ``depth_mm``.
     """
-    reference = landmark_depth_mm(
+    reference, landmark_z = landmark_depth_mm(
         aligned, mask, mm_per_px=mm_per_px, focal_px=focal_px, principal_point=principal_point
     )
     backend = config.depth
@@ -64,10 +69,11 @@ def estimate_depth(
         backend = "fused" if _weights_available(config) else "landmarks"
         if backend == "landmarks":
             info = {"backend": "landmarks", "note": _midas_advice(config)}
-            return reference, info
+            return reference, info, landmark_z
     if backend == "landmarks":
-        return reference, {"backend": "landmarks"}
-    return _neural_depth(aligned, mask, reference, backend=backend, config=config)
+        return reference, {"backend": "landmarks"}, landmark_z
+    depth, info = _neural_depth(aligned, mask, reference, backend=backend, config=config)
+    return depth, info, landmark_z
 
 
 def _weights_available(config) -> bool:

@@ -35,7 +35,12 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["rasterize_landmark_depth", "MIRROR_PAIRS", "mirror_permutation"]
+__all__ = [
+    "rasterize_landmark_depth",
+    "corrected_landmarks",
+    "MIRROR_PAIRS",
+    "mirror_permutation",
+]
 
 #: Default focal length when it is unknown: the larger of two guesses. The lens: a 50 mm
 #: equivalent (36 mm frame width on the grid's long side), right for a whole photo. The
@@ -232,6 +237,42 @@ def _symmetrized(points: np.ndarray) -> np.ndarray:
     return out
 
 
+def corrected_landmarks(
+    points: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    focal_px: float | None = None,
+    principal_point: tuple[float, float] | None = None,
+    perspective: bool = True,
+    symmetric: bool = True,
+) -> np.ndarray:
+    """The landmarks with their depths corrected for perspective and made symmetric.
+
+    The depths that :func:`rasterize_landmark_depth` interpolates; parameters as there.
+
+    Returns
+    -------
+    numpy.ndarray
+        (478, 3) float64, a new array: x, y unchanged, z corrected (units of ``points``).
+    """
+    height, width = int(shape[0]), int(shape[1])
+    pts = np.array(points, dtype=np.float64, copy=True)
+    if pts.shape != (478, 3):
+        raise ValueError(f"points must be (478, 3), got {pts.shape}")
+    if perspective:
+        if focal_px is None:
+            focal_px = max(
+                DEFAULT_FOCAL_35MM / 36.0 * max(height, width),
+                DEFAULT_FOCAL_PER_FACE_SIZE * _face_size_px(pts),
+            )
+        if principal_point is None:
+            principal_point = ((width - 1) / 2.0, (height - 1) / 2.0)
+        pts = _perspective_corrected(pts, float(focal_px), principal_point)
+    if symmetric:
+        pts = _symmetrized(pts)
+    return pts
+
+
 def rasterize_landmark_depth(
     points: np.ndarray,
     shape: tuple[int, int],
@@ -275,20 +316,14 @@ def rasterize_landmark_depth(
         elsewhere. Where several triangles cover a pixel the smallest depth (nearest) wins.
     """
     height, width = int(shape[0]), int(shape[1])
-    pts = np.array(points, dtype=np.float64, copy=True)
-    if pts.shape != (478, 3):
-        raise ValueError(f"points must be (478, 3), got {pts.shape}")
-    if perspective:
-        if focal_px is None:
-            focal_px = max(
-                DEFAULT_FOCAL_35MM / 36.0 * max(height, width),
-                DEFAULT_FOCAL_PER_FACE_SIZE * _face_size_px(pts),
-            )
-        if principal_point is None:
-            principal_point = ((width - 1) / 2.0, (height - 1) / 2.0)
-        pts = _perspective_corrected(pts, float(focal_px), principal_point)
-    if symmetric:
-        pts = _symmetrized(pts)
+    pts = corrected_landmarks(
+        points,
+        shape,
+        focal_px=focal_px,
+        principal_point=principal_point,
+        perspective=perspective,
+        symmetric=symmetric,
+    )
 
     vertices, triangles = _mesh_with_holes_closed(pts)
     flip = _orientation_flips()
