@@ -280,12 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit code."""
+    debug = os.environ.get("FACE3D_MESH_DEBUG") not in (None, "", "0")
+    if argv is None and not debug:
+        _route_native_stderr_away()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    debug = os.environ.get("FACE3D_MESH_DEBUG") not in (None, "", "0")
     try:
         return _COMMANDS[args.command](args) or 0
     except Face3DError as exc:
@@ -305,6 +307,27 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _route_native_stderr_away() -> None:
+    """Keep MediaPipe's and TensorFlow Lite's C++ log lines off the terminal.
+
+    They write straight to file descriptor 2, from their own threads, up to interpreter
+    exit. Python's ``sys.stderr`` moves to a duplicate of the real stderr and descriptor 2
+    goes to /dev/null, so our messages (and tracebacks in debug mode, which skips this)
+    still reach the terminal. Only done when running as the ``face3d-mesh`` program.
+    """
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(
+            real, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace"
+        )
+    except (OSError, ValueError, AttributeError):  # no real descriptor 2: nothing to hide
+        pass
 
 
 def _one_line(exc) -> str:
