@@ -105,8 +105,11 @@ def _is_complete(job: _Job) -> bool:
     )
 
 
-def _process(job: _Job) -> BatchItem:
-    """Reconstruct one input and write its outputs (runs in a worker process)."""
+def _process(job: _Job, done=None) -> BatchItem:
+    """Reconstruct one input and write its outputs (runs in a worker process).
+
+    ``done``: the reconstruction (or the error) when it was already made in a GPU batch.
+    """
     from .depth_io import save_depth
     from .image import load_image
     from .landmarks import detect_faces
@@ -115,15 +118,23 @@ def _process(job: _Job) -> BatchItem:
     item = BatchItem(file=job.file)
     start = time.perf_counter()
     try:
-        image = load_image(job.file)
-        if job.all_faces:
-            indices = list(range(len(detect_faces(image, source=job.file, thorough=True))))
+        if isinstance(done, Exception):
+            raise done
+        if done is not None:
+            image, indices = None, [job.config.face]
         else:
-            indices = [job.config.face]
+            image = load_image(job.file)
+            if job.all_faces:
+                indices = list(range(len(detect_faces(image, source=job.file, thorough=True))))
+            else:
+                indices = [job.config.face]
         out_dir = Path(job.out_dir)
         written = []
         for index in indices:
-            rec = reconstruct(image, config=job.config.replace(face=index), name=job.file)
+            if done is not None:
+                rec = done
+            else:
+                rec = reconstruct(image, config=job.config.replace(face=index), name=job.file)
             suffix = f"_face{index}" if job.all_faces else ""
             target = out_dir / f"{job.stem}{suffix}.{job.fmt}"
             written += rec.save(target, solid=job.solid, base_mm=job.base_mm, width_mm=job.width_mm)
@@ -150,6 +161,34 @@ def _process(job: _Job) -> BatchItem:
     return item
 
 
+def _network_batches(config: ReconstructionConfig, all_faces: bool, force: bool) -> bool:
+    """Whether to run a neural depth model on batches of faces in this process: when a GPU
+    (CUDA or Apple MPS) would run it (or ``force``), one face per photo."""
+    from .depth._backends import resolve_backend
+
+    if all_faces or resolve_backend(config)[0] not in ("midas", "fused"):
+        return False
+    if force:
+        return True
+    from .depth._estimator import resolve_device
+
+    return resolve_device(config.device).type in ("cuda", "mps")
+
+
+def _process_in_batches(jobs, config, batch_size, on_done):
+    from .pipeline import reconstruct_many
+
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        t0 = time.perf_counter()
+        recs = reconstruct_many([job.file for job in chunk], config=config, batch_size=batch_size)
+        per_item = (time.perf_counter() - t0) / len(chunk)
+        for job, rec in zip(chunk, recs, strict=True):
+            item = _process(job, done=rec)
+            item.seconds = round(item.seconds + per_item, 3)
+            on_done(item)
+
+
 def reconstruct_batch(
     inputs: list[Path],
     out_dir,
@@ -163,6 +202,7 @@ def reconstruct_batch(
     save_depth: bool = False,
     workers: int = 1,
     overwrite: bool = False,
+    network_batch: int | None = None,
     on_item=None,
 ) -> list[BatchItem]:
     """Reconstruct many photos into ``out_dir``; returns one :class:`BatchItem` per input.
@@ -185,6 +225,9 @@ def reconstruct_batch(
         Worker processes (models are loaded once per worker).
     overwrite : bool, keyword-only
         Redo inputs whose outputs already exist.
+    network_batch : int or None, keyword-only
+        Faces per neural-network call. None: 4 when a GPU runs a neural depth backend
+        (then the batch runs in this process, not in workers), otherwise no batching.
     on_item : callable, optional, keyword-only
         Called with each finished :class:`BatchItem`.
     """
@@ -216,12 +259,17 @@ def reconstruct_batch(
                 on_item(item)
         else:
             todo.append(job)
-    if workers == 1 or len(todo) <= 1:
+
+    def finished(item):
+        results[item.file] = item
+        if on_item:
+            on_item(item)
+
+    if todo and _network_batches(config, all_faces, force=network_batch is not None):
+        _process_in_batches(todo, config, network_batch or 4, finished)
+    elif workers == 1 or len(todo) <= 1:
         for job in todo:
-            item = _process(job)
-            results[job.file] = item
-            if on_item:
-                on_item(item)
+            finished(_process(job))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -232,10 +280,7 @@ def reconstruct_batch(
             futures = {pool.submit(_process, job): job for job in todo}
             try:
                 for future in as_completed(futures):
-                    item = future.result()
-                    results[item.file] = item
-                    if on_item:
-                        on_item(item)
+                    finished(future.result())
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

@@ -24,7 +24,7 @@ import numpy as np
 from .config import ReconstructionConfig
 from .errors import NoFaceError, UsageError
 
-__all__ = ["Reconstruction", "reconstruct"]
+__all__ = ["Reconstruction", "reconstruct", "reconstruct_many"]
 
 
 @dataclass(frozen=True)
@@ -276,12 +276,6 @@ def reconstruct(
     ModelError
         A neural depth model was requested explicitly but is unavailable.
     """
-    from .align import align_face
-    from .image import load_image
-    from .landmarks import NOSE_TIP, detect_faces
-    from .mask import face_mask
-    from .scale import estimate_scale
-
     config = (
         (config or ReconstructionConfig()).replace(**options)
         if options
@@ -296,6 +290,100 @@ def reconstruct(
         if progress is not None:
             progress(label)
         return _Timer(timings, label)
+
+    prepared = _prepare(source, config, name, stage)
+    return _complete(prepared, config, timings, stage)
+
+
+def reconstruct_many(
+    sources, *, config: ReconstructionConfig | None = None, batch_size: int = 4, **options
+) -> list:
+    """Reconstruct several photos, running a neural depth network on batches of faces.
+
+    Parameters
+    ----------
+    sources : sequence
+        Image files or H×W×3 uint8 RGB arrays.
+    config : ReconstructionConfig, optional, keyword-only
+    batch_size : int, keyword-only
+        Faces per network call (neural backends only; worth it on a GPU).
+    **options
+        Overrides of ``config`` fields.
+
+    Returns
+    -------
+    list
+        One item per source, in order: a :class:`Reconstruction`, or the
+        :class:`~face3d_mesh.errors.Face3DError` that source raised (one bad photo does
+        not stop the others). The results equal :func:`reconstruct`'s.
+    """
+    from .depth._backends import predict_relative_batch, resolve_backend
+    from .errors import Face3DError
+
+    config = (config or ReconstructionConfig()).replace(**options)
+    _validate(config)
+    if batch_size < 1:
+        raise UsageError("batch_size must be at least 1")
+    backend, _ = resolve_backend(config)
+    results: list = []
+    for start in range(0, len(sources), batch_size):
+        chunk = sources[start : start + batch_size]
+        prepared, timings = [], []
+        for source in chunk:
+            spent: dict[str, float] = {}
+            name = None if isinstance(source, np.ndarray) else str(source)
+            try:
+                prepared.append(
+                    _prepare(source, config, name, lambda label, t=spent: _Timer(t, label))
+                )
+            except Face3DError as exc:
+                prepared.append(exc)
+            timings.append(spent)
+        relatives = [None] * len(chunk)
+        if backend in ("midas", "fused"):
+            ok = [i for i, p in enumerate(prepared) if not isinstance(p, Exception)]
+            t0 = time.perf_counter()
+            maps = predict_relative_batch(
+                [prepared[i].aligned.image for i in ok], config, batch_size=batch_size
+            )
+            share = (time.perf_counter() - t0) / max(len(ok), 1)
+            for i, relative in zip(ok, maps, strict=True):
+                relatives[i] = relative
+                timings[i]["network"] = share
+        for prep, spent, relative in zip(prepared, timings, relatives, strict=True):
+            if isinstance(prep, Exception):
+                results.append(prep)
+                continue
+            stage = lambda label, t=spent: _Timer(t, label)  # noqa: E731
+            try:
+                results.append(_complete(prep, config, spent, stage, relative=relative))
+            except Face3DError as exc:
+                results.append(exc)
+    return results
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything before the depth network: the photo, its face, scale and crop."""
+
+    name: str | None
+    image: np.ndarray
+    faces_found: int
+    face: object
+    scale: object
+    aligned: object
+    crop_mask: np.ndarray
+    mask: np.ndarray
+    focal_px: float
+    focal_source: str
+
+
+def _prepare(source, config, name, stage) -> _Prepared:
+    from .align import align_face
+    from .image import load_image
+    from .landmarks import detect_faces
+    from .mask import face_mask
+    from .scale import estimate_scale
 
     with stage("load"):
         image = load_image(source)
@@ -312,45 +400,61 @@ def reconstruct(
         aligned = align_face(image, face, size_px=config.working_size_px)
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
         mask = face_mask(face.points, image.shape[:2], erode_px=config.mask_erode_px)
-    mm_per_crop_px = scale.mm_per_px / aligned.scale
     focal_px, focal_source = _focal_length(source, image, face, config)
-    with stage("depth"):
-        from .depth._backends import estimate_depth
+    return _Prepared(
+        name, image, len(faces), face, scale, aligned, crop_mask, mask, focal_px, focal_source
+    )
 
-        height, width = image.shape[:2]
+
+def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconstruction:
+    """Depth (given the network's output when it ran in a batch), filtering, surface."""
+    from .depth._backends import estimate_depth
+    from .landmarks import NOSE_TIP
+
+    aligned = prep.aligned
+    mm_per_crop_px = prep.scale.mm_per_px / aligned.scale
+    with stage("depth"):
+        height, width = prep.image.shape[:2]
         centre = aligned.matrix @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
         raw_crop_mm, depth_info, landmark_z_mm = estimate_depth(
             aligned,
-            crop_mask,
+            prep.crop_mask,
             mm_per_px=mm_per_crop_px,
-            focal_px=focal_px * aligned.scale,
+            focal_px=prep.focal_px * aligned.scale,
             principal_point=(float(centre[0]), float(centre[1])),
             config=config,
+            relative=relative,
         )
-        depth_info = {**depth_info, "focal_px": focal_px, "focal_source": focal_source}
-    landmarks = face.points.copy()
+        depth_info = {
+            **depth_info,
+            "focal_px": prep.focal_px,
+            "focal_source": prep.focal_source,
+        }
+    landmarks = prep.face.points.copy()
     landmarks[:, 2] = landmark_z_mm
     nose_offset = float(landmarks[NOSE_TIP, 2])
     landmarks[:, 2] -= nose_offset
     stage_result = _DepthStageResult(
         aligned=aligned,
         raw_depth_mm=raw_crop_mm,
-        crop_mask=crop_mask,
+        crop_mask=prep.crop_mask,
         mm_per_crop_px=mm_per_crop_px,
         nose_offset_mm=nose_offset,
     )
-    depth_mm, mesh = _finish(image, landmarks, mask, scale, stage_result, config, timings, stage)
+    depth_mm, mesh = _finish(
+        prep.image, landmarks, prep.mask, prep.scale, stage_result, config, timings, stage
+    )
     return Reconstruction(
-        image=image,
+        image=prep.image,
         landmarks=landmarks,
-        mask=mask,
+        mask=prep.mask,
         depth_mm=depth_mm,
         mesh=mesh,
-        scale=scale,
+        scale=prep.scale,
         depth_info=depth_info,
         config=config,
-        source=name,
-        faces_found=len(faces),
+        source=prep.name,
+        faces_found=prep.faces_found,
         timings=timings,
         _depth_stage=stage_result,
     )

@@ -64,3 +64,39 @@ def test_explicit_neural_request_without_weights_is_an_error(astronaut_rgb, tmp_
 def test_unknown_model_lists_valid_names(astronaut_rgb):
     with pytest.raises(face3d_mesh.UsageError, match="dpt_hybrid_384"):
         face3d_mesh.reconstruct(astronaut_rgb, depth_model="midas_v9")
+
+
+def test_reconstruct_many_batches_the_network_and_matches_one_by_one(
+    astronaut_path, head_scan_path, small_weights, tmp_path
+):
+    from face3d_mesh.pipeline import reconstruct_many
+
+    broken = tmp_path / "broken.png"
+    broken.write_text("no image")
+    options = dict(depth="fused", depth_model=MODEL, weights=str(small_weights), device="cpu")
+    many = reconstruct_many([astronaut_path, broken, head_scan_path], batch_size=3, **options)
+    assert isinstance(many[1], face3d_mesh.ImageError)
+    for path, rec in ((astronaut_path, many[0]), (head_scan_path, many[2])):
+        single = face3d_mesh.reconstruct(path, **options)
+        assert rec.source == str(path) and "network" in rec.timings
+        np.testing.assert_allclose(rec.depth_mm, single.depth_mm, atol=1e-3, equal_nan=True)
+
+
+def test_batch_command_batches_network_calls(
+    astronaut_path, head_scan_path, small_weights, tmp_path
+):
+    from face3d_mesh.batch import reconstruct_batch
+    from face3d_mesh.config import ReconstructionConfig
+
+    config = ReconstructionConfig(
+        depth="fused", depth_model=MODEL, weights=str(small_weights), device="cpu"
+    )
+    inputs = [astronaut_path, head_scan_path]
+    batched = reconstruct_batch(inputs, tmp_path / "a", fmt="stl", config=config, network_batch=2)
+    single = reconstruct_batch(inputs, tmp_path / "b", fmt="stl", config=config)
+    assert [i.status for i in batched] == ["ok", "ok"] == [i.status for i in single]
+    assert all(i.depth_backend == "fused" for i in batched)
+    for name in ("astronaut.stl", "lps_head_scan_studio.stl"):
+        a = (tmp_path / "a" / name).read_bytes()
+        b = (tmp_path / "b" / name).read_bytes()
+        assert len(a) == len(b)

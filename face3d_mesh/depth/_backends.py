@@ -33,7 +33,14 @@ def landmark_depth_mm(
 
 
 def estimate_depth(
-    aligned, mask: np.ndarray, *, mm_per_px: float, focal_px: float, principal_point, config
+    aligned,
+    mask: np.ndarray,
+    *,
+    mm_per_px: float,
+    focal_px: float,
+    principal_point,
+    config,
+    relative: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict, np.ndarray]:
     """Run the depth backend chosen by ``config.depth`` on an aligned face.
 
@@ -50,6 +57,8 @@ def estimate_depth(
     principal_point : tuple of float
         The photo's principal point (its centre) in crop pixels.
     config : ReconstructionConfig
+    relative : numpy.ndarray, optional
+        The network's output for this crop when it was computed already (batches).
 
     Returns
     -------
@@ -64,16 +73,33 @@ def estimate_depth(
     reference, landmark_z = landmark_depth_mm(
         aligned, mask, mm_per_px=mm_per_px, focal_px=focal_px, principal_point=principal_point
     )
-    backend = config.depth
-    if backend == "auto":
-        backend = "fused" if _weights_available(config) else "landmarks"
-        if backend == "landmarks":
-            info = {"backend": "landmarks", "note": _midas_advice(config)}
-            return reference, info, landmark_z
+    backend, note = resolve_backend(config)
     if backend == "landmarks":
-        return reference, {"backend": "landmarks"}, landmark_z
-    depth, info = _neural_depth(aligned, mask, reference, backend=backend, config=config)
+        info = {"backend": "landmarks"}
+        if note:
+            info["note"] = note
+        return reference, info, landmark_z
+    if relative is None:
+        relative = _estimator(config.depth_model, config.weights, config.device).predict(
+            aligned.image
+        )
+    depth, info = _fuse(relative, reference, mask, backend=backend, config=config)
     return depth, info, landmark_z
+
+
+def resolve_backend(config) -> tuple[str, str | None]:
+    """The backend ``config.depth`` stands for, and a note when ``auto`` fell back."""
+    if config.depth != "auto":
+        return config.depth, None
+    if _weights_available(config):
+        return "fused", None
+    return "landmarks", _midas_advice(config)
+
+
+def predict_relative_batch(images, config, *, batch_size: int) -> list[np.ndarray]:
+    """The network's relative inverse depth for several face crops, in batches."""
+    estimator = _estimator(config.depth_model, config.weights, config.device)
+    return list(estimator.predict_batch(images, batch_size=batch_size))
 
 
 def _weights_available(config) -> bool:
@@ -91,23 +117,16 @@ def _midas_advice(config) -> str:
     )
 
 
-def _neural_depth(aligned, mask, reference, *, backend, config):
+def _fuse(relative, reference, mask, *, backend, config):
     from . import fuse_relative_depth
 
-    estimator = _estimator(config.depth_model, config.weights, config.device)
-    relative = estimator.predict(aligned.image)
     # "midas": the network's relative depth put on the landmarks' scale (affine fit only);
     # "fused": plus the smooth correction of the residual toward the landmarks.
     depth, fusion = fuse_relative_depth(
         relative, reference, mask, smooth_sigma_px=0.0 if backend == "midas" else None
     )
     info = fusion.to_dict()
-    info.update(
-        backend=backend,
-        model=config.depth_model,
-        device=str(estimator.device),
-        residual_mm=fusion.residual_median_mm,
-    )
+    info.update(backend=backend, model=config.depth_model, residual_mm=fusion.residual_median_mm)
     return depth, info
 
 
