@@ -471,3 +471,29 @@ def test_network_input_size_matches_reference_resize_everywhere():
                 w, h, target=spec.input_size, multiple_of=spec.multiple_of, mode=spec.resize_mode
             )
             assert got == (int(ref[0]), int(ref[1])), (name, w, h)
+
+
+def test_beit_index_cache_built_in_inference_mode_still_allows_autograd():
+    """The cached relative-position index must not be an inference tensor: a model first
+    run by the estimator (inference mode) can later be fine-tuned / run with autograd."""
+    from timm.models.beit import Beit
+
+    from face3d_mesh.depth._beit import BeitEncoder
+
+    beit = Beit(
+        img_size=64,
+        patch_size=16,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=True,
+        init_values=0.1,
+        num_classes=0,
+    ).eval()
+    enc = BeitEncoder(beit, hooks=(0, 1, 1, 1), features=(8, 16, 32, 32), vit_features=32)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        enc.taps(x)
+    enc.taps(x)[0].sum().backward()
+    assert beit.blocks[0].attn.relative_position_bias_table.grad is not None

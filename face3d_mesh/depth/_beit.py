@@ -106,7 +106,10 @@ class BeitEncoder(nn.Module):
         key = (grid, str(device))
         idx = self._index_cache.get(key)
         if idx is None:
-            idx = relative_position_index(grid).to(device)
+            # a normal tensor even when first built under torch.inference_mode(): an
+            # inference tensor in the cache would break later autograd-tracked calls
+            with torch.inference_mode(False):
+                idx = relative_position_index(grid).to(device)
             self._index_cache[key] = idx
         return idx
 
