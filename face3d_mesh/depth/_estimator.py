@@ -198,6 +198,10 @@ def load_estimator(
     precision : {"float32", "float16", "bfloat16", "auto"}
         Autocast precision of the network body; the head always runs in float32.
         ``"auto"`` is float16 on CUDA and float32 elsewhere. float16 needs a GPU.
+        float32 follows the process's TF32 settings: PyTorch lets cuDNN convolutions use
+        TF32 on Ampere and newer GPUs by default (about 1e-3 relative); set
+        ``torch.backends.cudnn.allow_tf32 = False`` for true float32 there (the CPU has
+        no TF32).
     download : bool
         Download missing weights (with a progress bar) instead of raising ModelError.
     progress : bool
