@@ -497,3 +497,62 @@ def test_beit_index_cache_built_in_inference_mode_still_allows_autograd():
         enc.taps(x)
     enc.taps(x)[0].sum().backward()
     assert beit.blocks[0].attn.relative_position_bias_table.grad is not None
+
+
+# --------------------------------------------------------------------------- whole pipelines
+
+
+@pytest.mark.parametrize(
+    "name, mean, std, back",
+    [
+        ("midas_v21_small_256", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bicubic"),
+        ("depth_anything_v2_vits", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear"),
+    ],
+)
+def test_predict_matches_reference_pipeline(name, mean, std, back, tmp_path):
+    """``predict`` == MiDaS ``run.py`` (``read_image`` -> Resize -> NormalizeImage ->
+    PrepareForNet -> forward -> bicubic, align_corners=False) / DA-V2 ``infer_image``
+    (... -> bilinear, align_corners=True), restated with cv2/numpy/torch directly."""
+    import cv2
+    import numpy as np
+
+    from face3d_mesh.depth import create_model, load_estimator
+    from face3d_mesh.depth._registry import get_spec
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    state = model.state_dict()
+    for k in state:
+        if k.endswith(("output_conv.4.bias", "output_conv2.2.bias")):
+            state[k] = torch.full_like(state[k], 1.0)
+    path = tmp_path / f"{name}.pt"
+    torch.save(state, path)
+    est = load_estimator(name, weights=path)
+    spec = get_spec(name)
+
+    rng = np.random.default_rng(11)
+    rgb = rng.integers(0, 256, size=(301, 437, 3), dtype=np.uint8)
+    img = rgb / 255.0
+    w, h = _ref_get_size(
+        437, 301, net=spec.input_size, multiple=spec.multiple_of, method=spec.resize_mode
+    )
+    img = cv2.resize(img, (int(w), int(h)), interpolation=cv2.INTER_CUBIC)
+    img = (img - list(mean)) / list(std)
+    x = np.ascontiguousarray(np.transpose(img, (2, 0, 1))).astype(np.float32)
+    with torch.no_grad():
+        pred = est.model(torch.from_numpy(x).unsqueeze(0))
+        if back == "bicubic":
+            ref = (
+                F.interpolate(
+                    pred.unsqueeze(1), size=(301, 437), mode="bicubic", align_corners=False
+                )
+                .squeeze()
+                .numpy()
+            )
+        else:
+            ref = F.interpolate(pred[:, None], (301, 437), mode="bilinear", align_corners=True)[
+                0, 0
+            ].numpy()
+    ours = est.predict(rgb)
+    assert float(np.abs(ref).max()) > 0
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * float(np.abs(ref).max()))
