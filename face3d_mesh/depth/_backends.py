@@ -26,7 +26,9 @@ def landmark_depth_mm(
     points = corrected_landmarks(
         aligned.landmarks.points, mask.shape, focal_px=focal_px, principal_point=principal_point
     )
-    depth = rasterize_landmark_depth(points, mask.shape, perspective=False, symmetric=False)
+    depth = rasterize_landmark_depth(
+        points, mask.shape, perspective=False, symmetric=False, ray_curvature=False
+    )
     depth *= np.float32(mm_per_px)
     depth[~mask] = np.nan
     return depth, points[:, 2] * mm_per_px

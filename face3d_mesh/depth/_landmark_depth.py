@@ -1,9 +1,19 @@
 """Dense depth from MediaPipe's 3D landmarks (the offline ``landmarks`` backend).
 
 The 478 landmarks carry a depth each (MediaPipe's ``z``, in the pixel units of ``x``).
-Before they are interpolated, three corrections are applied, each physically motivated and
+Before they are interpolated, four corrections are applied, each physically motivated and
 free of per-subject tuning:
 
+0. **Ray-length curvature**. MediaPipe's ``z`` behaves like a distance measured along the rays
+   of a virtual camera tied to the face crop (a few face sizes in front of the face), not like
+   a depth along one axis: a flat face comes out curved back toward its rim by
+   ``r**2 / (2 F)`` (``r`` the distance from the face centre, ``F`` the virtual camera's
+   distance, in the same pixel units). That paraboloid is removed, with
+   ``F = DEFAULT_FOCAL_PER_FACE_SIZE * face size``. Its strength follows the face's size in
+   the image, not the photo's lens: with the photo's true focal length instead of ``F`` it
+   overcorrects wide-angle shots. Without it the reconstructed forehead top and chin lie
+   several mm too far back and the cheeks' sides too near (the largest part of the shape
+   error on rendered head scans).
 1. **Viewing-ray frame** (perspective). MediaPipe sees a crop around the face and predicts
    ``z`` along the ray from the camera to the face, as if the face sat on the optical axis.
    Ground-truth depth is measured along the optical axis. For a face seen off-axis, at an
@@ -237,6 +247,17 @@ def _symmetrized(points: np.ndarray) -> np.ndarray:
     return out
 
 
+def _ray_curvature_removed(points: np.ndarray) -> np.ndarray:
+    """Remove the paraboloid ``r**2 / (2 F)`` from the depths (correction 0 of the module's
+    docstring); the correction scales with the face, so any pixel grid works."""
+    out = points.copy()
+    centre = points[:468, :2].mean(axis=0)
+    r2 = ((points[:, :2] - centre) ** 2).sum(axis=1)
+    distance = DEFAULT_FOCAL_PER_FACE_SIZE * _face_size_px(points)
+    out[:, 2] -= r2 / (2.0 * distance)
+    return out
+
+
 def corrected_landmarks(
     points: np.ndarray,
     shape: tuple[int, int],
@@ -245,8 +266,10 @@ def corrected_landmarks(
     principal_point: tuple[float, float] | None = None,
     perspective: bool = True,
     symmetric: bool = True,
+    ray_curvature: bool = True,
 ) -> np.ndarray:
-    """The landmarks with their depths corrected for perspective and made symmetric.
+    """The landmarks with their depths corrected (ray-length curvature, perspective) and
+    made symmetric.
 
     The depths that :func:`rasterize_landmark_depth` interpolates; parameters as there.
 
@@ -259,6 +282,8 @@ def corrected_landmarks(
     pts = np.array(points, dtype=np.float64, copy=True)
     if pts.shape != (478, 3):
         raise ValueError(f"points must be (478, 3), got {pts.shape}")
+    if ray_curvature:
+        pts = _ray_curvature_removed(pts)
     if perspective:
         if focal_px is None:
             focal_px = max(
@@ -282,6 +307,7 @@ def rasterize_landmark_depth(
     perspective: bool = True,
     symmetric: bool = True,
     smooth: bool = True,
+    ray_curvature: bool = True,
 ) -> np.ndarray:
     """Interpolate landmark depths over the face mesh, per pixel.
 
@@ -306,6 +332,9 @@ def rasterize_landmark_depth(
         Average the depths with their mirror image (bilateral symmetry).
     smooth : bool, keyword-only
         Curved (Phong-style) patches instead of flat triangles.
+    ray_curvature : bool, keyword-only
+        Remove the curvature of MediaPipe's ray-length-like depth (a paraboloid about the
+        face centre, its radius proportional to the face's size in pixels).
 
     Returns
     -------
@@ -323,6 +352,7 @@ def rasterize_landmark_depth(
         principal_point=principal_point,
         perspective=perspective,
         symmetric=symmetric,
+        ray_curvature=ray_curvature,
     )
 
     vertices, triangles = _mesh_with_holes_closed(pts)
