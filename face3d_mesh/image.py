@@ -149,6 +149,8 @@ def _from_array(array: np.ndarray, *, max_pixels: int) -> np.ndarray:
 
 _EXIF_IFD = 0x8769
 _FOCAL_35MM_TAG = 0xA405
+_PIXEL_X_TAG = 0xA002
+_PIXEL_Y_TAG = 0xA003
 _FULL_FRAME_DIAGONAL_MM = 43.267
 
 
@@ -166,14 +168,18 @@ def exif_focal_length_px(path, shape: tuple[int, int]) -> float | None:
     -------
     float or None
         ``f35 · diagonal_px / 43.27 mm`` (the 35 mm equivalent matches diagonals), or None
-        when the tag is missing or unreadable.
+        when the tag is missing or unreadable, or when the EXIF pixel size shows the photo
+        was cropped since it was taken (its centre is then no longer the optical axis). A
+        photo that was only resized keeps its focal length, scaled.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as img:
             exif = img.getexif()
-            value = exif.get_ifd(_EXIF_IFD).get(_FOCAL_35MM_TAG) or exif.get(_FOCAL_35MM_TAG)
+            sub = exif.get_ifd(_EXIF_IFD)
+            value = sub.get(_FOCAL_35MM_TAG) or exif.get(_FOCAL_35MM_TAG)
+            original = (sub.get(_PIXEL_X_TAG), sub.get(_PIXEL_Y_TAG))
     except (OSError, ValueError, SyntaxError):
         return None
     try:
@@ -182,5 +188,9 @@ def exif_focal_length_px(path, shape: tuple[int, int]) -> float | None:
         return None
     if not 5.0 <= f35 <= 2000.0:
         return None
-    diagonal = float(np.hypot(shape[0], shape[1]))
-    return f35 * diagonal / _FULL_FRAME_DIAGONAL_MM
+    height, width = int(shape[0]), int(shape[1])
+    if all(isinstance(v, int) and v > 0 for v in original):
+        long_side, short_side = max(original), min(original)
+        if abs(long_side / short_side - max(width, height) / min(width, height)) > 0.01:
+            return None  # cropped: the principal point is unknown
+    return f35 * float(np.hypot(height, width)) / _FULL_FRAME_DIAGONAL_MM

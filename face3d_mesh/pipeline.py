@@ -415,7 +415,13 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
     mm_per_crop_px = prep.scale.mm_per_px / aligned.scale
     with stage("depth"):
         height, width = prep.image.shape[:2]
-        centre = aligned.matrix @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
+        if prep.focal_source == "default":
+            # Camera unknown: the photo may be a crop, so its centre says nothing about
+            # the optical axis. Assume the face is on the axis (the crop's centre), which
+            # leaves the landmark depths untilted instead of tilting them by a guess.
+            centre = np.array([(aligned.image.shape[1] - 1) / 2, (aligned.image.shape[0] - 1) / 2])
+        else:
+            centre = aligned.matrix @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
         raw_crop_mm, depth_info, landmark_z_mm = estimate_depth(
             aligned,
             prep.crop_mask,
@@ -495,7 +501,12 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
 
 
 def _focal_length(source, image, face, config) -> tuple[float, str]:
-    """The photo's focal length in pixels and where it came from (user, exif, default)."""
+    """The photo's focal length in pixels and where it came from (user, exif, default).
+
+    With ``user`` or ``exif`` the photo's centre is taken as the principal point; an EXIF
+    focal length is ignored when the photo was cropped since it was taken (see
+    :func:`~face3d_mesh.image.exif_focal_length_px`).
+    """
     from .depth._landmark_depth import DEFAULT_FOCAL_35MM, DEFAULT_FOCAL_PER_FACE_SIZE
     from .image import exif_focal_length_px
 

@@ -28,13 +28,12 @@ def test_depth_is_in_plausible_millimetres(astronaut_rec, head_scan_rec):
     for rec in (astronaut_rec, head_scan_rec):
         d = rec.depth_mm[rec.mask]
         d = d[np.isfinite(d)]
-        # Nose tip at 0 and (nearly) the closest point; a face is 40-130 mm deep. (astronaut.png
-        # is a crop with an unknown camera: the default guess puts the face well above the
-        # optical axis, seen from below, which brings the forehead's top rim up to ~7 mm in
-        # front of the nose tip.)
+        # Nose tip at 0 and (nearly) the closest point; a face is 40-130 mm deep.
         u, v = np.rint(rec.nose_px).astype(int)
         assert abs(rec.depth_mm[v, u]) < 3
-        assert np.percentile(d, 1) > -8
+        assert np.percentile(d, 1) > -4
+        # A human profile: the forehead and the chin are behind the nose tip.
+        assert rec.landmarks[10, 2] > 4 and rec.landmarks[152, 2] > 10
         assert 40 < np.percentile(d, 99) < 130
         # Landmark depths share the depth map's offset.
         assert rec.landmarks[NOSE_TIP, 2] == 0
@@ -48,11 +47,10 @@ def test_mesh_frame_and_units(astronaut_rec):
     rec, mesh = astronaut_rec, astronaut_rec.mesh
     assert mesh.is_all_triangles and 50_000 < mesh.n_cells < 110_000
     pts = np.asarray(mesh.points)
-    # Origin at the nose tip: the nearest vertex to it is at the origin, z ≈ 0 in front (up
-    # to the forehead's top rim, seen from below with the default camera guess: see above).
+    # Origin at the nose tip: the nearest vertex to it is at the origin, z ≈ 0 in front.
     nearest = pts[np.argmin(np.linalg.norm(pts[:, :2], axis=1))]
     assert np.abs(nearest).max() < 2.0
-    assert pts[:, 2].max() < 8.0
+    assert pts[:, 2].max() < 4.0
     # x right, y up, z toward the camera: the subject's right eye (image left) has x < 0,
     # the forehead y > 0, the cheeks are behind the nose (z < 0).
     lm = rec.landmarks_mesh
@@ -122,3 +120,38 @@ def test_camera_and_pixel_to_mesh_agree_with_the_mesh(astronaut_rec):
 
     dist, _ = cKDTree(pts).query(expected[:: max(1, len(expected) // 2000)])
     assert np.median(dist) < 0.5 * rec.mm_per_px
+
+
+def _with_exif(src, dst, *, focal_35mm, size=None):
+    from PIL import Image
+
+    img = Image.open(src).convert("RGB")
+    exif = Image.Exif()
+    sub = exif.get_ifd(0x8769)
+    sub[0xA405] = focal_35mm
+    if size is not None:
+        sub[0xA002], sub[0xA003] = size
+    img.save(dst, exif=exif, quality=95)
+
+
+def test_exif_focal_length_is_used_unless_the_photo_was_cropped(tmp_path, astronaut_path):
+    _with_exif(astronaut_path, tmp_path / "whole.jpg", focal_35mm=50, size=(512, 512))
+    _with_exif(astronaut_path, tmp_path / "resized.jpg", focal_35mm=50, size=(2048, 2048))
+    _with_exif(astronaut_path, tmp_path / "cropped.jpg", focal_35mm=50, size=(4000, 3000))
+    diagonal = np.hypot(512, 512)
+    whole = face3d_mesh.reconstruct(tmp_path / "whole.jpg", depth="landmarks")
+    assert whole.camera["focal_source"] == "exif"
+    assert whole.camera["focal_px"] == pytest.approx(50 * diagonal / 43.267, rel=1e-3)
+    resized = face3d_mesh.reconstruct(tmp_path / "resized.jpg", depth="landmarks")
+    assert resized.camera["focal_source"] == "exif"
+    cropped = face3d_mesh.reconstruct(tmp_path / "cropped.jpg", depth="landmarks")
+    assert cropped.camera["focal_source"] == "default"
+    given = face3d_mesh.reconstruct(
+        tmp_path / "cropped.jpg", depth="landmarks", focal_length_px=900.0
+    )
+    assert given.camera["focal_source"] == "user" and given.camera["focal_px"] == 900.0
+    # Known camera with the face far above the optical axis: the depths are tilted
+    # (forehead nearer); unknown camera: not.
+    tilt_known = whole.landmarks[152, 2] - whole.landmarks[10, 2]
+    tilt_unknown = cropped.landmarks[152, 2] - cropped.landmarks[10, 2]
+    assert tilt_known > tilt_unknown + 3
