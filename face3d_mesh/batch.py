@@ -13,6 +13,7 @@ import csv
 import glob
 import io
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -175,6 +176,16 @@ def _network_batches(config: ReconstructionConfig, all_faces: bool, force: bool)
     return resolve_device(config.device).type in ("cuda", "mps")
 
 
+def _limit_threads(threads: int) -> None:
+    """Worker start-up: share the cores between workers instead of oversubscribing them
+    (OpenCV, OpenMP/BLAS and torch would each start one thread per core per worker)."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    import cv2
+
+    cv2.setNumThreads(threads)
+
+
 def _process_in_batches(jobs, config, batch_size, on_done):
     from .pipeline import reconstruct_many
 
@@ -276,7 +287,13 @@ def reconstruct_batch(
 
         # spawn: MediaPipe and torch hold threads that a fork would copy mid-flight.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_limit_threads,
+            initargs=(threads,),
+        ) as pool:
             futures = {pool.submit(_process, job): job for job in todo}
             try:
                 for future in as_completed(futures):
