@@ -43,6 +43,12 @@ KEYS = [
     ("q", "q / Esc", "quit"),
 ]
 
+# font sizes (points) of the caption, the status line and the panels' labels in a 1600×900
+# window; they scale with the window's size
+CAPTION_PT = 14
+STATUS_PT = 11
+PANEL_LABEL_PT = 12
+
 EXAGGERATION_STEP = 1.25
 SMOOTH_STEP_MM = 0.5
 MAX_SMOOTH_MM = 10.0
@@ -314,6 +320,7 @@ class FaceViewer:
         self.picks: list[np.ndarray] = []
         self.last_message = ""
         self.has_panels = bool(panels) and self.rec is not None
+        self._labels = []
         self._build_plotter(off_screen, size)
         self._update_geometry(reset_camera=True)
         self.set_mode(mode, render=False)
@@ -350,7 +357,34 @@ class FaceViewer:
         software = any(k in name for k in ("llvmpipe", "softpipe", "swiftshader", "swrast"))
         if software:
             self.plotter.render_window.SetMultiSamples(0)
+        self.warm_up()
         return software
+
+    def warm_up(self):
+        """Render every display mode once, unseen, so that a key only flips visibility.
+
+        The first frame that shows an actor compiles its shaders and uploads its buffers
+        (~100 ms for a mode on a software OpenGL): done here for all of them in one frame,
+        with buffer swapping off, so the window never shows that frame.
+        """
+        rw = self.plotter.render_window
+        if rw is None:
+            return
+        actors = [self.actors[m] for m in MODES] + [
+            self.actors[n] for n in ("landmarks", "picks", "pick_line")
+        ]
+        props = actors + [self.scalar_bar, self.help_actor]
+        shown = [bool(a.GetVisibility()) for a in props]
+        swap = rw.GetSwapBuffers()
+        try:
+            for a in props:
+                a.SetVisibility(True)
+            rw.SetSwapBuffers(False)
+            rw.Render()
+        finally:
+            rw.SetSwapBuffers(swap)
+            for a, vis in zip(props, shown, strict=True):
+                a.SetVisibility(vis)
 
     # ------------------------------------------------------------------ geometry
     @staticmethod
@@ -459,6 +493,8 @@ class FaceViewer:
                 off_screen=off_screen, window_size=size, border=False, title=self.title
             )
         pv.set_new_attribute(self.plotter, "face3d_viewer", self)
+        if self.plotter.render_window is not None:
+            self.plotter.render_window.AddObserver("StartEvent", self._scale_labels)
         self.plotter.subplot(0, 0)
         self.plotter.set_background(BG_BOTTOM, top=BG_TOP)
         self.main_renderer = self.plotter.renderer
@@ -582,12 +618,8 @@ class FaceViewer:
                 cap += "   |   scale " + self.rec.scale.describe()
             except Exception:  # a caption must never break the viewer
                 pass
-        self.caption = p.add_text(
-            cap, position="upper_left", font_size=10, color="white", name="caption"
-        )
-        self.status = p.add_text(
-            "", position="lower_left", font_size=9, color=(0.85,) * 3, name="status"
-        )
+        self.caption = self._add_label(cap, "upper_left", CAPTION_PT, (1.0, 1.0, 1.0), "caption")
+        self.status = self._add_label("", "lower_left", STATUS_PT, (0.85,) * 3, "status")
         self.help_actor = p.add_text(
             help_text(),
             position=(0.01, 0.94),
@@ -604,6 +636,50 @@ class FaceViewer:
         tp.SetBackgroundOpacity(0.7)
         tp.SetFrame(False)
         self.help_actor.SetVisibility(False)
+
+    def _add_label(self, text, corner, points, color, name):
+        """A text line in a corner of the current subplot, at a fixed font size.
+
+        A plain ``vtkTextActor``, not pyvista's ``add_text(position="upper_left")``: that
+        makes a ``vtkCornerAnnotation``, which searches for a font size that fits the
+        viewport each time its text changes (laying the text out again and again), and
+        costs several hundred milliseconds on a software OpenGL for each new status line.
+        The sizes (:data:`CAPTION_PT`...) match what the annotations chose in a 1600×900
+        window; :meth:`_scale_labels` scales them with the window.
+        """
+        import vtk
+
+        actor = vtk.vtkTextActor()
+        actor.SetInput(text)
+        tp = actor.GetTextProperty()
+        tp.SetFontFamilyToArial()
+        tp.SetColor(*color)
+        tp.SetJustificationToLeft()
+        if corner == "upper_left":
+            tp.SetVerticalJustificationToTop()
+            pos = (0.004, 0.993)
+        else:
+            tp.SetVerticalJustificationToBottom()
+            pos = (0.004, 0.008)
+        coord = actor.GetPositionCoordinate()
+        coord.SetCoordinateSystemToNormalizedViewport()
+        coord.SetValue(*pos)
+        self._labels.append((actor, points))
+        self._scale_labels(force=True)
+        self.plotter.add_actor(actor, reset_camera=False, name=name, pickable=False, render=False)
+        return actor
+
+    def _scale_labels(self, *_, force=False):
+        """Font sizes of the labels follow the window's size (reference 1600×900)."""
+        rw = self.plotter.render_window
+        size = tuple(rw.GetSize()) if rw is not None else tuple(self.plotter.window_size)
+        if not force and size == getattr(self, "_label_window_size", None):
+            return
+        self._label_window_size = size
+        f = math.sqrt(max(1, size[0]) * max(1, size[1]) / (1600.0 * 900.0))
+        f = min(max(f, 0.6), 2.5)
+        for actor, points in self._labels:
+            actor.GetTextProperty().SetFontSize(max(7, round(points * f)))
 
     def _panel_camera(self, renderer, box):
         """Parallel camera showing the photo-pixel box (u0, v0, u1, v1) of a panel."""
@@ -682,8 +758,8 @@ class FaceViewer:
             actor = p.add_mesh(
                 plane, texture=tex, lighting=False, reset_camera=False, name=f"panel{row}"
             )
-            text = p.add_text(
-                label, position="upper_left", font_size=9, color="white", name=f"panel_label{row}"
+            text = self._add_label(
+                label, "upper_left", PANEL_LABEL_PT, (1.0, 1.0, 1.0), f"panel_label{row}"
             )
             self.panel_cams[row] = self._panel_camera(p.renderer, self.panel_box)
             self.panel_renderers.append(p.renderer)
@@ -698,7 +774,7 @@ class FaceViewer:
         tex = pv.Texture(np.ascontiguousarray(gray))
         tex.interpolate = True
         self.depth_panel_actor.texture = tex
-        self.depth_panel_label.set_text("upper_left", label)
+        self.depth_panel_label.SetInput(label)
 
     def _restore_panel_cameras(self, *_):
         """Keep the photo and depth panels fixed: undo any camera change made there."""
@@ -829,7 +905,7 @@ class FaceViewer:
         line = "   |   ".join(parts)
         if self.last_message:
             line = self.last_message + "\n" + line
-        self.status.set_text("lower_left", line)
+        self.status.SetInput(line)
 
     # ------------------------------------------------------------------ actions
     def set_mode(self, mode, render=True):
