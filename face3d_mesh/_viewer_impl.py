@@ -321,6 +321,7 @@ class FaceViewer:
         self.last_message = ""
         self.has_panels = bool(panels) and self.rec is not None
         self._labels = []
+        self._panels_dirty, self._panels_drawing, self._panels_size = True, False, None
         self._build_plotter(off_screen, size)
         self._update_geometry(reset_camera=True)
         self.set_mode(mode, render=False)
@@ -376,6 +377,7 @@ class FaceViewer:
         props = actors + [self.scalar_bar, self.help_actor]
         shown = [bool(a.GetVisibility()) for a in props]
         swap = rw.GetSwapBuffers()
+        self._panels_dirty = True
         try:
             for a in props:
                 a.SetVisibility(True)
@@ -385,6 +387,7 @@ class FaceViewer:
             rw.SetSwapBuffers(swap)
             for a, vis in zip(props, shown, strict=True):
                 a.SetVisibility(vis)
+            self._panels_dirty = True
 
     # ------------------------------------------------------------------ geometry
     @staticmethod
@@ -444,17 +447,56 @@ class FaceViewer:
         out.point_data.active_scalars_name = name
         return out
 
+    def _make_cloud(self, surf):
+        """The point cloud: the surface's points, each drawn once (one vertex cell each).
+
+        Drawing the triangles' corners in ``points`` style would draw every point as many
+        times as it has triangles (~6): the same picture at six times the cost.
+        """
+        cloud = pv.PolyData()
+        cloud.SetPoints(surf.GetPoints())
+        n = surf.n_points
+        cloud.verts = np.c_[np.ones(n, np.int64), np.arange(n, dtype=np.int64)].ravel()
+        cloud.point_data["closeness"] = surf.point_data["closeness"]
+        cloud.point_data.active_scalars_name = "closeness"
+        return cloud
+
+    def _make_edges(self, surf):
+        """The wireframe: each edge of the surface once, as a line cell.
+
+        VTK's wireframe style draws every triangle's three edges, so each inner edge
+        twice; the unique edges give the same picture with half the lines. The edges are
+        worked out once per mesh (the exaggeration only moves the points).
+        """
+        if getattr(self, "_edges_of", None) is not self.base:
+            faces = np.asarray(self.base.faces)
+            if faces.size % 4 == 0 and (faces.size == 0 or np.all(faces[::4] == 3)):
+                tri = faces.reshape(-1, 4)[:, 1:]
+                pairs = tri[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2).astype(np.int64)
+                pairs.sort(axis=1)
+                n = max(1, self.base.n_points)
+                key = np.unique(pairs[:, 0] * n + pairs[:, 1])
+                lines = np.c_[np.full(len(key), 2), key // n, key % n].ravel()
+            else:  # not all triangles: let VTK find the edges
+                lines = np.asarray(self.base.extract_all_edges().lines)
+            self._edge_lines, self._edges_of = lines, self.base
+        edges = pv.PolyData()
+        edges.SetPoints(surf.GetPoints())
+        edges.lines = self._edge_lines
+        return edges
+
     def _update_geometry(self, reset_camera=False):
         new = self._make_display()
-        cloud = self._with_array(new, "closeness")
         depth = self._with_array(new, "depth (mm)")
         if not hasattr(self, "surf"):
-            self.surf, self.cloud, self.depth_surf = new, cloud, depth
+            self.surf, self.depth_surf = new, depth
+            self.cloud, self.edges = self._make_cloud(new), self._make_edges(new)
             self._add_actors()
         else:
             self.surf.copy_from(new)
-            self.cloud.copy_from(cloud)
             self.depth_surf.copy_from(depth)
+            self.cloud.copy_from(self._make_cloud(self.surf))
+            self.edges.copy_from(self._make_edges(self.surf))
             self._update_scalar_ranges()
         self._update_landmarks3d()
         self._clear_measurement(render=False)
@@ -494,7 +536,8 @@ class FaceViewer:
             )
         pv.set_new_attribute(self.plotter, "face3d_viewer", self)
         if self.plotter.render_window is not None:
-            self.plotter.render_window.AddObserver("StartEvent", self._scale_labels)
+            self.plotter.render_window.AddObserver("StartEvent", self._on_render_start)
+            self.plotter.render_window.AddObserver("EndEvent", self._on_render_end)
         self.plotter.subplot(0, 0)
         self.plotter.set_background(BG_BOTTOM, top=BG_TOP)
         self.main_renderer = self.plotter.renderer
@@ -545,7 +588,7 @@ class FaceViewer:
             self.actors["textured"] = self.actors["shaded"]
         # opaque lines: a translucent wireframe costs a depth-sorting pass per frame
         self.actors["wireframe"] = p.add_mesh(
-            surf,
+            self.edges,
             style="wireframe",
             color=(0.45, 0.62, 0.85),
             line_width=1,
@@ -669,6 +712,39 @@ class FaceViewer:
         self.plotter.add_actor(actor, reset_camera=False, name=name, pickable=False, render=False)
         return actor
 
+    def _on_render_start(self, *_):
+        self._scale_labels()
+        self._panels_draw_if_needed()
+
+    def _on_render_end(self, *_):
+        if self.has_panels and self._panels_drawing:
+            # drawn: their pixels stay in VTK's render framebuffer, which no other
+            # renderer touches, so the next frames keep them without drawing them again
+            for ren in self.panel_renderers:
+                ren.SetDraw(False)
+            self._panels_drawing = False
+
+    def _panels_draw_if_needed(self):
+        """Draw the photo and depth panels in this frame only if they (may have) changed.
+
+        The panels are static while the face turns: drawing them (two textured quads over
+        a third of the window) is ~7 ms of a ~60 ms frame on a software OpenGL. They are
+        drawn again when their content changed, when the window's framebuffer may have been
+        made anew (size, multisampling), or when asked for with ``_panels_dirty`` (a
+        screenshot does).
+        """
+        if not self.has_panels:
+            return
+        rw = self.plotter.render_window
+        # what makes VTK allocate a new render framebuffer (losing the panels' pixels)
+        size = (*rw.GetSize(), rw.GetMultiSamples(), rw.GetOffScreenRendering())
+        if self._panels_dirty or size != self._panels_size:
+            self._panels_size = size
+            self._panels_dirty = False
+            self._panels_drawing = True
+            for ren in self.panel_renderers:
+                ren.SetDraw(True)
+
     def _scale_labels(self, *_, force=False):
         """Font sizes of the labels follow the window's size (reference 1600×900)."""
         rw = self.plotter.render_window
@@ -775,6 +851,7 @@ class FaceViewer:
         tex.interpolate = True
         self.depth_panel_actor.texture = tex
         self.depth_panel_label.SetInput(label)
+        self._panels_dirty = True
 
     def _restore_panel_cameras(self, *_):
         """Keep the photo and depth panels fixed: undo any camera change made there."""
@@ -783,6 +860,13 @@ class FaceViewer:
         for row, ren in zip(sorted(self.panel_cams), self.panel_renderers, strict=True):
             c = self.panel_cams[row]
             cam = ren.camera
+            if (
+                cam.position != c["position"]
+                or cam.focal_point != c["focal_point"]
+                or cam.up != c["up"]
+                or cam.parallel_scale != c["scale"]
+            ):
+                self._panels_dirty = True
             cam.position, cam.focal_point, cam.up = c["position"], c["focal_point"], c["up"]
             cam.parallel_scale = c["scale"]
             ren.ResetCameraClippingRange()
@@ -1079,10 +1163,19 @@ class FaceViewer:
 
         picker = vtk.vtkCellPicker()
         picker.SetTolerance(0.0005)
+        # pick the surface whatever the mode (the point cloud and the wireframe are not
+        # triangles): the shaded actor, visible for the pick only (a pick draws nothing)
+        surface = self.actors["shaded"]
+        shown = surface.GetVisibility()
         for name, act in self.actors.items():
-            if name not in MODES:
-                act.SetPickable(False)
-        if not picker.Pick(x, y, 0, self.main_renderer) or picker.GetCellId() < 0:
+            act.SetPickable(name in ("shaded", "textured", "depth"))
+        if self.mode not in ("shaded", "textured", "depth"):
+            surface.SetVisibility(True)
+        try:
+            hit = picker.Pick(x, y, 0, self.main_renderer) and picker.GetCellId() >= 0
+        finally:
+            surface.SetVisibility(shown)
+        if not hit:
             self._message("measure: no surface under the cursor")
             return None
         p = np.array(picker.GetPickPosition(), float)
@@ -1134,6 +1227,7 @@ class FaceViewer:
         """
         if path is None:
             (path,) = _free_path(self.output_dir, f"{self.output_stem}_view", (".png",))
+        self._panels_dirty = True  # a screenshot draws everything afresh
         self.render()
         img = self.plotter.screenshot(return_img=True)
         out = write_image_atomic(img, path)
