@@ -404,10 +404,14 @@ class FaceViewer:
         return ""
 
     def tune_for_interaction(self) -> bool:
-        """Turn multisampling off on a software OpenGL (llvmpipe, softpipe, SwiftShader).
+        """Get ready for interaction: multisampling and lighting, shaders built in advance.
 
-        A software rasteriser fills pixels on the CPU: 4× multisampling halves the frame
-        rate there, while it is free on a GPU. Screenshots keep it.
+        On a software OpenGL (llvmpipe, softpipe, SwiftShader), which fills pixels on the
+        CPU, multisampling (which halves the frame rate there, while it is free on a GPU)
+        is turned off and the surfaces are lit per vertex (:meth:`set_vertex_lighting`);
+        screenshot files keep VTK's per-pixel lighting. Then every display mode is
+        rendered once, unseen (:meth:`warm_up`), so that the first press of a key does not
+        wait for shaders to compile.
 
         Returns
         -------
@@ -418,7 +422,7 @@ class FaceViewer:
         software = any(k in name for k in ("llvmpipe", "softpipe", "swiftshader", "swrast"))
         if software:
             self.plotter.render_window.SetMultiSamples(0)
-        self.set_vertex_lighting(True)
+        self.set_vertex_lighting(software)  # a GPU lights every pixel for free
         self.warm_up()
         return software
 

@@ -385,7 +385,7 @@ def test_vertex_lighting_looks_like_pixel_lighting(rec, tmp_path):
     pl = viewer.show(rec, off_screen=True, size=SIZE, azimuth=30, elevation=10)
     v = pl.face3d_viewer
     v.tune_for_interaction()
-    assert v._vertex_lighting
+    assert v.set_vertex_lighting(True)  # on by itself on a software OpenGL only
     for mode in ("shaded", "textured", "depth"):
         v.set_mode(mode)
         _frames(pl, 1)
