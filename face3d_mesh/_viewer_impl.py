@@ -43,6 +43,12 @@ KEYS = [
     ("q", "q / Esc", "quit"),
 ]
 
+# font sizes (points) of the caption, the status line and the panels' labels in a 1600×900
+# window; they scale with the window's size
+CAPTION_PT = 14
+STATUS_PT = 11
+PANEL_LABEL_PT = 12
+
 EXAGGERATION_STEP = 1.25
 SMOOTH_STEP_MM = 0.5
 MAX_SMOOTH_MM = 10.0
@@ -250,6 +256,66 @@ def _pixel_to_mesh_affine(mesh, image_shape):
     return a
 
 
+def _add_vertex_lighting(shader_property, n_lights):
+    """Shader replacements that move VTK's lighting of a surface to the vertex shader.
+
+    For ``n_lights`` directional lights (VTK's light complexity 2): the vertex shader
+    computes, per vertex, VTK's own diffuse and specular sums (same formulas, same uniforms)
+    for the front and the back side; the fragment shader takes the side it draws and
+    finishes as VTK does (ambient + diffuse × colour + specular × specular colour, then
+    the texture).
+    """
+    dec = ["out vec3 normalVCVSOutput;", "uniform float specularPowerUniform;"]
+    for i in range(n_lights):
+        dec += [f"uniform vec3 lightColor{i};", f"uniform vec3 lightDirectionVC{i};"]
+    dec += ["out vec3 f3dDiffF;", "out vec3 f3dSpecF;", "out vec3 f3dDiffB;", "out vec3 f3dSpecB;"]
+    body = [
+        "{",
+        "  vec3 n = normalize(normalVCVSOutput);",
+        "  vec3 vdir = normalize(-vertexVCVSOutput.xyz);",
+        "  f3dDiffF = vec3(0.0); f3dSpecF = vec3(0.0);",
+        "  f3dDiffB = vec3(0.0); f3dSpecB = vec3(0.0);",
+        "  float df; float sf;",
+    ]
+    for i in range(n_lights):
+        light, colour = f"lightDirectionVC{i}", f"lightColor{i}"
+        for side, nn in (("F", "n"), ("B", "-n")):
+            body += [
+                f"  df = max(0.0, dot({nn}, -{light}));",
+                f"  f3dDiff{side} += df * {colour};",
+                f"  sf = sign(df) * pow(max(1e-5, dot(reflect({light}, {nn}), vdir)),"
+                " specularPowerUniform);",
+                f"  f3dSpec{side} += sf * {colour};",
+            ]
+    body.append("}")
+    sp = shader_property
+    sp.AddVertexShaderReplacement("out vec3 normalVCVSOutput;", False, "\n".join(dec), False)
+    sp.AddVertexShaderReplacement(
+        "//VTK::Light::Impl", False, "\n".join(body) + "\n//VTK::Light::Impl", False
+    )
+    sp.AddFragmentShaderReplacement(
+        "//VTK::Normal::Dec",
+        True,
+        "//VTK::Normal::Dec\nin vec3 f3dDiffF;\nin vec3 f3dSpecF;\n"
+        "in vec3 f3dDiffB;\nin vec3 f3dSpecB;",
+        False,
+    )
+    sp.AddFragmentShaderReplacement(
+        "//VTK::Light::Impl",
+        True,
+        "\n".join(
+            [
+                "  vec3 diffuse = gl_FrontFacing ? f3dDiffF : f3dDiffB;",
+                "  vec3 specular = gl_FrontFacing ? f3dSpecF : f3dSpecB;",
+                "  diffuse = diffuse * diffuseColor;",
+                "  specular = specular * specularColor;",
+                "  fragOutput0 = vec4(ambientColor + diffuse + specular, opacity);",
+            ]
+        ),
+        False,
+    )
+
+
 class FaceViewer:
     """Scene and key handling of the face3d_mesh viewer.
 
@@ -314,6 +380,8 @@ class FaceViewer:
         self.picks: list[np.ndarray] = []
         self.last_message = ""
         self.has_panels = bool(panels) and self.rec is not None
+        self._labels = []
+        self._panels_dirty, self._panels_drawing, self._panels_size = True, False, None
         self._build_plotter(off_screen, size)
         self._update_geometry(reset_camera=True)
         self.set_mode(mode, render=False)
@@ -336,10 +404,14 @@ class FaceViewer:
         return ""
 
     def tune_for_interaction(self) -> bool:
-        """Turn multisampling off on a software OpenGL (llvmpipe, softpipe, SwiftShader).
+        """Get ready for interaction: multisampling and lighting, shaders built in advance.
 
-        A software rasteriser fills pixels on the CPU: 4× multisampling halves the frame
-        rate there, while it is free on a GPU. Screenshots keep it.
+        On a software OpenGL (llvmpipe, softpipe, SwiftShader), which fills pixels on the
+        CPU, multisampling (which halves the frame rate there, while it is free on a GPU)
+        is turned off and the surfaces are lit per vertex (:meth:`set_vertex_lighting`);
+        screenshot files keep VTK's per-pixel lighting. Then every display mode is
+        rendered once, unseen (:meth:`warm_up`), so that the first press of a key does not
+        wait for shaders to compile.
 
         Returns
         -------
@@ -350,7 +422,79 @@ class FaceViewer:
         software = any(k in name for k in ("llvmpipe", "softpipe", "swiftshader", "swrast"))
         if software:
             self.plotter.render_window.SetMultiSamples(0)
+        self.set_vertex_lighting(software)  # a GPU lights every pixel for free
+        self.warm_up()
         return software
+
+    def _lights_on(self):
+        lights = self.main_renderer.GetLights()
+        lights.InitTraversal()
+        found = [lights.GetNextItem() for _ in range(lights.GetNumberOfItems())]
+        return [light for light in found if light.GetSwitch()]
+
+    def set_vertex_lighting(self, on):
+        """Light the surfaces per vertex (interaction) or per pixel (VTK's; screenshots).
+
+        VTK lights every pixel: on a software OpenGL the four lights are about 40% of a
+        frame. The face mesh has ~5-pixel triangles, so lighting its vertices and
+        interpolating the result looks the same (a few grey levels on ~0.1% of the pixels)
+        for a quarter less time per frame. Shader replacements: the vertex shader
+        computes VTK's diffuse and specular sums for both sides of the surface; the
+        fragment shader picks the side and keeps VTK's colour and texture logic.
+
+        Parameters
+        ----------
+        on : bool
+            Per-vertex lighting on (True) or VTK's own per-pixel lighting (False).
+
+        Returns
+        -------
+        bool
+            Whether per-vertex lighting is now on (only with directional lights).
+        """
+        lights = self._lights_on()
+        usable = bool(lights) and all(
+            not light.GetPositional() and not light.LightTypeIsHeadlight() for light in lights
+        )
+        on = bool(on) and usable
+        if on == getattr(self, "_vertex_lighting", False):
+            return on
+        surfaces = {id(self.actors[m]): self.actors[m] for m in ("shaded", "textured", "depth")}
+        for actor in surfaces.values():
+            sp = actor.GetShaderProperty()
+            sp.ClearAllShaderReplacements()
+            if on:
+                _add_vertex_lighting(sp, len(lights))
+        self._vertex_lighting = on
+        return on
+
+    def warm_up(self):
+        """Render every display mode once, unseen, so that a key only flips visibility.
+
+        The first frame that shows an actor compiles its shaders and uploads its buffers
+        (~100 ms for a mode on a software OpenGL): done here for all of them in one frame,
+        with buffer swapping off, so the window never shows that frame.
+        """
+        rw = self.plotter.render_window
+        if rw is None:
+            return
+        actors = [self.actors[m] for m in MODES] + [
+            self.actors[n] for n in ("landmarks", "picks", "pick_line")
+        ]
+        props = actors + [self.scalar_bar, self.help_actor]
+        shown = [bool(a.GetVisibility()) for a in props]
+        swap = rw.GetSwapBuffers()
+        self._panels_dirty = True
+        try:
+            for a in props:
+                a.SetVisibility(True)
+            rw.SetSwapBuffers(False)
+            rw.Render()
+        finally:
+            rw.SetSwapBuffers(swap)
+            for a, vis in zip(props, shown, strict=True):
+                a.SetVisibility(vis)
+            self._panels_dirty = True
 
     # ------------------------------------------------------------------ geometry
     @staticmethod
@@ -410,17 +554,56 @@ class FaceViewer:
         out.point_data.active_scalars_name = name
         return out
 
+    def _make_cloud(self, surf):
+        """The point cloud: the surface's points, each drawn once (one vertex cell each).
+
+        Drawing the triangles' corners in ``points`` style would draw every point as many
+        times as it has triangles (~6): the same picture at six times the cost.
+        """
+        cloud = pv.PolyData()
+        cloud.SetPoints(surf.GetPoints())
+        n = surf.n_points
+        cloud.verts = np.c_[np.ones(n, np.int64), np.arange(n, dtype=np.int64)].ravel()
+        cloud.point_data["closeness"] = surf.point_data["closeness"]
+        cloud.point_data.active_scalars_name = "closeness"
+        return cloud
+
+    def _make_edges(self, surf):
+        """The wireframe: each edge of the surface once, as a line cell.
+
+        VTK's wireframe style draws every triangle's three edges, so each inner edge
+        twice; the unique edges give the same picture with half the lines. The edges are
+        worked out once per mesh (the exaggeration only moves the points).
+        """
+        if getattr(self, "_edges_of", None) is not self.base:
+            faces = np.asarray(self.base.faces)
+            if faces.size % 4 == 0 and (faces.size == 0 or np.all(faces[::4] == 3)):
+                tri = faces.reshape(-1, 4)[:, 1:]
+                pairs = tri[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2).astype(np.int64)
+                pairs.sort(axis=1)
+                n = max(1, self.base.n_points)
+                key = np.unique(pairs[:, 0] * n + pairs[:, 1])
+                lines = np.c_[np.full(len(key), 2), key // n, key % n].ravel()
+            else:  # not all triangles: let VTK find the edges
+                lines = np.asarray(self.base.extract_all_edges().lines)
+            self._edge_lines, self._edges_of = lines, self.base
+        edges = pv.PolyData()
+        edges.SetPoints(surf.GetPoints())
+        edges.lines = self._edge_lines
+        return edges
+
     def _update_geometry(self, reset_camera=False):
         new = self._make_display()
-        cloud = self._with_array(new, "closeness")
         depth = self._with_array(new, "depth (mm)")
         if not hasattr(self, "surf"):
-            self.surf, self.cloud, self.depth_surf = new, cloud, depth
+            self.surf, self.depth_surf = new, depth
+            self.cloud, self.edges = self._make_cloud(new), self._make_edges(new)
             self._add_actors()
         else:
             self.surf.copy_from(new)
-            self.cloud.copy_from(cloud)
             self.depth_surf.copy_from(depth)
+            self.cloud.copy_from(self._make_cloud(self.surf))
+            self.edges.copy_from(self._make_edges(self.surf))
             self._update_scalar_ranges()
         self._update_landmarks3d()
         self._clear_measurement(render=False)
@@ -459,6 +642,9 @@ class FaceViewer:
                 off_screen=off_screen, window_size=size, border=False, title=self.title
             )
         pv.set_new_attribute(self.plotter, "face3d_viewer", self)
+        if self.plotter.render_window is not None:
+            self.plotter.render_window.AddObserver("StartEvent", self._on_render_start)
+            self.plotter.render_window.AddObserver("EndEvent", self._on_render_end)
         self.plotter.subplot(0, 0)
         self.plotter.set_background(BG_BOTTOM, top=BG_TOP)
         self.main_renderer = self.plotter.renderer
@@ -509,7 +695,7 @@ class FaceViewer:
             self.actors["textured"] = self.actors["shaded"]
         # opaque lines: a translucent wireframe costs a depth-sorting pass per frame
         self.actors["wireframe"] = p.add_mesh(
-            surf,
+            self.edges,
             style="wireframe",
             color=(0.45, 0.62, 0.85),
             line_width=1,
@@ -582,12 +768,8 @@ class FaceViewer:
                 cap += "   |   scale " + self.rec.scale.describe()
             except Exception:  # a caption must never break the viewer
                 pass
-        self.caption = p.add_text(
-            cap, position="upper_left", font_size=10, color="white", name="caption"
-        )
-        self.status = p.add_text(
-            "", position="lower_left", font_size=9, color=(0.85,) * 3, name="status"
-        )
+        self.caption = self._add_label(cap, "upper_left", CAPTION_PT, (1.0, 1.0, 1.0), "caption")
+        self.status = self._add_label("", "lower_left", STATUS_PT, (0.85,) * 3, "status")
         self.help_actor = p.add_text(
             help_text(),
             position=(0.01, 0.94),
@@ -604,6 +786,83 @@ class FaceViewer:
         tp.SetBackgroundOpacity(0.7)
         tp.SetFrame(False)
         self.help_actor.SetVisibility(False)
+
+    def _add_label(self, text, corner, points, color, name):
+        """A text line in a corner of the current subplot, at a fixed font size.
+
+        A plain ``vtkTextActor``, not pyvista's ``add_text(position="upper_left")``: that
+        makes a ``vtkCornerAnnotation``, which searches for a font size that fits the
+        viewport each time its text changes (laying the text out again and again), and
+        costs several hundred milliseconds on a software OpenGL for each new status line.
+        The sizes (:data:`CAPTION_PT`...) match what the annotations chose in a 1600×900
+        window; :meth:`_scale_labels` scales them with the window.
+        """
+        import vtk
+
+        actor = vtk.vtkTextActor()
+        actor.SetInput(text)
+        tp = actor.GetTextProperty()
+        tp.SetFontFamilyToArial()
+        tp.SetColor(*color)
+        tp.SetJustificationToLeft()
+        if corner == "upper_left":
+            tp.SetVerticalJustificationToTop()
+            pos = (0.004, 0.993)
+        else:
+            tp.SetVerticalJustificationToBottom()
+            pos = (0.004, 0.008)
+        coord = actor.GetPositionCoordinate()
+        coord.SetCoordinateSystemToNormalizedViewport()
+        coord.SetValue(*pos)
+        self._labels.append((actor, points))
+        self._scale_labels(force=True)
+        self.plotter.add_actor(actor, reset_camera=False, name=name, pickable=False, render=False)
+        return actor
+
+    def _on_render_start(self, *_):
+        self._scale_labels()
+        self._panels_draw_if_needed()
+
+    def _on_render_end(self, *_):
+        if self.has_panels and self._panels_drawing:
+            # drawn: their pixels stay in VTK's render framebuffer, which no other
+            # renderer touches, so the next frames keep them without drawing them again
+            for ren in self.panel_renderers:
+                ren.SetDraw(False)
+            self._panels_drawing = False
+
+    def _panels_draw_if_needed(self):
+        """Draw the photo and depth panels in this frame only if they (may have) changed.
+
+        The panels are static while the face turns: drawing them (two textured quads over
+        a third of the window) is ~7 ms of a ~60 ms frame on a software OpenGL. They are
+        drawn again when their content changed, when the window's framebuffer may have been
+        made anew (size, multisampling), or when asked for with ``_panels_dirty`` (a
+        screenshot does).
+        """
+        if not self.has_panels:
+            return
+        rw = self.plotter.render_window
+        # what makes VTK allocate a new render framebuffer (losing the panels' pixels)
+        size = (*rw.GetSize(), rw.GetMultiSamples(), rw.GetOffScreenRendering())
+        if self._panels_dirty or size != self._panels_size:
+            self._panels_size = size
+            self._panels_dirty = False
+            self._panels_drawing = True
+            for ren in self.panel_renderers:
+                ren.SetDraw(True)
+
+    def _scale_labels(self, *_, force=False):
+        """Font sizes of the labels follow the window's size (reference 1600×900)."""
+        rw = self.plotter.render_window
+        size = tuple(rw.GetSize()) if rw is not None else tuple(self.plotter.window_size)
+        if not force and size == getattr(self, "_label_window_size", None):
+            return
+        self._label_window_size = size
+        f = math.sqrt(max(1, size[0]) * max(1, size[1]) / (1600.0 * 900.0))
+        f = min(max(f, 0.6), 2.5)
+        for actor, points in self._labels:
+            actor.GetTextProperty().SetFontSize(max(7, round(points * f)))
 
     def _panel_camera(self, renderer, box):
         """Parallel camera showing the photo-pixel box (u0, v0, u1, v1) of a panel."""
@@ -682,8 +941,8 @@ class FaceViewer:
             actor = p.add_mesh(
                 plane, texture=tex, lighting=False, reset_camera=False, name=f"panel{row}"
             )
-            text = p.add_text(
-                label, position="upper_left", font_size=9, color="white", name=f"panel_label{row}"
+            text = self._add_label(
+                label, "upper_left", PANEL_LABEL_PT, (1.0, 1.0, 1.0), f"panel_label{row}"
             )
             self.panel_cams[row] = self._panel_camera(p.renderer, self.panel_box)
             self.panel_renderers.append(p.renderer)
@@ -698,7 +957,8 @@ class FaceViewer:
         tex = pv.Texture(np.ascontiguousarray(gray))
         tex.interpolate = True
         self.depth_panel_actor.texture = tex
-        self.depth_panel_label.set_text("upper_left", label)
+        self.depth_panel_label.SetInput(label)
+        self._panels_dirty = True
 
     def _restore_panel_cameras(self, *_):
         """Keep the photo and depth panels fixed: undo any camera change made there."""
@@ -707,6 +967,13 @@ class FaceViewer:
         for row, ren in zip(sorted(self.panel_cams), self.panel_renderers, strict=True):
             c = self.panel_cams[row]
             cam = ren.camera
+            if (
+                cam.position != c["position"]
+                or cam.focal_point != c["focal_point"]
+                or cam.up != c["up"]
+                or cam.parallel_scale != c["scale"]
+            ):
+                self._panels_dirty = True
             cam.position, cam.focal_point, cam.up = c["position"], c["focal_point"], c["up"]
             cam.parallel_scale = c["scale"]
             ren.ResetCameraClippingRange()
@@ -829,7 +1096,7 @@ class FaceViewer:
         line = "   |   ".join(parts)
         if self.last_message:
             line = self.last_message + "\n" + line
-        self.status.set_text("lower_left", line)
+        self.status.SetInput(line)
 
     # ------------------------------------------------------------------ actions
     def set_mode(self, mode, render=True):
@@ -1003,10 +1270,19 @@ class FaceViewer:
 
         picker = vtk.vtkCellPicker()
         picker.SetTolerance(0.0005)
+        # pick the surface whatever the mode (the point cloud and the wireframe are not
+        # triangles): the shaded actor, visible for the pick only (a pick draws nothing)
+        surface = self.actors["shaded"]
+        shown = surface.GetVisibility()
         for name, act in self.actors.items():
-            if name not in MODES:
-                act.SetPickable(False)
-        if not picker.Pick(x, y, 0, self.main_renderer) or picker.GetCellId() < 0:
+            act.SetPickable(name in ("shaded", "textured", "depth"))
+        if self.mode not in ("shaded", "textured", "depth"):
+            surface.SetVisibility(True)
+        try:
+            hit = picker.Pick(x, y, 0, self.main_renderer) and picker.GetCellId() >= 0
+        finally:
+            surface.SetVisibility(shown)
+        if not hit:
             self._message("measure: no surface under the cursor")
             return None
         p = np.array(picker.GetPickPosition(), float)
@@ -1058,8 +1334,14 @@ class FaceViewer:
         """
         if path is None:
             (path,) = _free_path(self.output_dir, f"{self.output_stem}_view", (".png",))
-        self.render()
-        img = self.plotter.screenshot(return_img=True)
+        self._panels_dirty = True  # a screenshot draws everything afresh
+        fast = getattr(self, "_vertex_lighting", False)
+        try:
+            self.set_vertex_lighting(False)  # VTK's per-pixel lighting for the file
+            self.render()
+            img = self.plotter.screenshot(return_img=True)
+        finally:
+            self.set_vertex_lighting(fast)
         out = write_image_atomic(img, path)
         self._message(f"screenshot: {out}")
         return out

@@ -237,8 +237,9 @@ def test_keys_drive_the_viewer(rec, tmp_path):
     pl.close()
 
 
-def test_measurement_in_mm(rec):
-    pl = viewer.show(rec, off_screen=True, size=SIZE, mode="shaded", panels=False)
+@pytest.mark.parametrize("mode", ["shaded", "points", "wireframe"])
+def test_measurement_in_mm(rec, mode):
+    pl = viewer.show(rec, off_screen=True, size=SIZE, mode=mode, panels=False)
     v = pl.face3d_viewer
     pl.render()
     pts = np.asarray(v.surf.points)
@@ -342,3 +343,80 @@ def test_no_display_from_a_clean_process(tmp_path):
 
 def test_public_exports():
     assert face3d_mesh.show is viewer.show
+
+
+# ---------------------------------------------------------------- interaction speed-ups
+def _frames(pl, n=3):
+    for _ in range(n):
+        pl.render_window.Render()
+
+
+def test_panels_stay_when_not_redrawn_and_follow_changes(rec):
+    pl = viewer.show(rec, off_screen=True, size=SIZE)
+    v = pl.face3d_viewer
+    v.tune_for_interaction()
+    _frames(pl)
+    assert not any(r.GetDraw() for r in v.panel_renderers)  # cached, not drawn each frame
+    cached = pl.screenshot(return_img=True)
+    for r in v.panel_renderers:
+        r.SetDraw(True)
+    _frames(pl, 1)
+    drawn = pl.screenshot(return_img=True)
+    x0 = int(SIZE[0] * v.panel_renderers[0].GetViewport()[0]) + 1
+    assert luminance(drawn[:, x0:]).mean() > 20
+    assert np.array_equal(cached[:, x0:], drawn[:, x0:])
+    # a new smoothing changes the depth panel: it is drawn again
+    v.press("bracketright")
+    _frames(pl)
+    after = pl.screenshot(return_img=True)
+    for r in v.panel_renderers:
+        r.SetDraw(True)
+    _frames(pl, 1)
+    assert np.array_equal(after, pl.screenshot(return_img=True))
+    # a new window size too
+    pl.render_window.SetSize(800, 450)
+    _frames(pl)
+    resized = pl.screenshot(return_img=True)
+    x0 = int(800 * v.panel_renderers[0].GetViewport()[0]) + 1
+    assert luminance(resized[:, x0:]).mean() > 20
+
+
+def test_vertex_lighting_looks_like_pixel_lighting(rec, tmp_path):
+    pl = viewer.show(rec, off_screen=True, size=SIZE, azimuth=30, elevation=10)
+    v = pl.face3d_viewer
+    v.tune_for_interaction()
+    assert v.set_vertex_lighting(True)  # on by itself on a software OpenGL only
+    for mode in ("shaded", "textured", "depth"):
+        v.set_mode(mode)
+        _frames(pl, 1)
+        fast = main_view(pl.screenshot(return_img=True), v).astype(int)
+        v.set_vertex_lighting(False)
+        _frames(pl, 1)
+        exact = main_view(pl.screenshot(return_img=True), v).astype(int)
+        v.set_vertex_lighting(True)
+        d = np.abs(fast - exact).max(axis=2)
+        assert d.max() > 0, mode  # the replacement is in effect
+        assert np.percentile(d, 99.5) <= 8 and (d > 12).mean() < 0.002, (mode, d.max())
+    # a screenshot file takes VTK's per-pixel lighting, and interaction keeps the fast one
+    v.set_mode("shaded")
+    out = v.save_screenshot(tmp_path / "shot.png")
+    assert out.exists() and v._vertex_lighting
+
+
+def test_toggles_only_flip_visibility_after_warm_up(rec):
+    pl = viewer.show(rec, off_screen=True, size=SIZE)
+    v = pl.face3d_viewer
+    v.tune_for_interaction()
+    _frames(pl, 1)
+    v.press("p")
+    v.press("p")
+    before = v.status.GetInput()
+    v.press("w")
+    assert (
+        v.mode == "wireframe"
+        and "wireframe" in v.status.GetInput()
+        and before != v.status.GetInput()
+    )
+    # the wireframe draws every edge once; the point cloud every point once
+    assert v.edges.n_lines < 0.55 * 3 * v.surf.n_cells
+    assert v.cloud.n_verts == v.surf.n_points and v.cloud.n_cells == v.surf.n_points
