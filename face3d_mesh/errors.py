@@ -13,6 +13,7 @@ Exit codes (also in the README):
 4    no face found (or ``--face N`` out of range)
 5    depth model or weights unavailable
 6    output could not be written
+7    ``batch`` finished, but some inputs failed (see its summary)
 130  interrupted (Ctrl-C)
 ==== ==========================================================
 """
