@@ -158,7 +158,7 @@ def robust_line_fit(
         a_new, b_new = _weighted_line(x, y, w)
         change = float(np.max(np.abs((a_new - a) * x + (b_new - b))))
         a, b = a_new, b_new
-        if change <= 1e-9 * sigma:
+        if change <= 1e-6 * sigma:
             break
     r = y - (a * x + b)
     sigma = 1.4826 * float(np.median(np.abs(r - np.median(r))))
@@ -174,8 +174,10 @@ def _predict(space: str, a: float, b: float, d: np.ndarray, dist: float | None) 
     return z
 
 
-def _fit_inverse(d: np.ndarray, z: np.ndarray, dist: float, *, trials: int = 300):
-    a, b, _ = robust_line_fit(d, 1.0 / (z + dist), trials=trials)
+def _fit_inverse(
+    d: np.ndarray, z: np.ndarray, dist: float, *, trials: int = 300, max_iter: int = 100
+):
+    a, b, _ = robust_line_fit(d, 1.0 / (z + dist), trials=trials, max_iter=max_iter)
     r = z - _predict("inverse_depth", a, b, d, dist)
     r = np.where(np.isfinite(r), np.abs(r), np.inf)
     return a, b, float(np.median(r))
@@ -200,7 +202,7 @@ def fuse_relative_depth(
     camera_distance_mm: float | None = None,
     outlier_threshold: float = 3.0,
     smooth_sigma_px: float | None = None,
-    max_samples: int = 50_000,
+    max_samples: int = 10_000,
     seed: int = 0,
 ) -> tuple[np.ndarray, FusionInfo]:
     """Metric depth from a network's relative inverse depth and the landmarks' depth.
@@ -282,7 +284,7 @@ def fuse_relative_depth(
         if camera_distance_mm is not None:
             dists = [max(float(camera_distance_mm), lo)]
         else:
-            dists = list(np.geomspace(lo, max(5000.0, 2 * lo), 24))
+            dists = list(np.geomspace(lo, max(5000.0, 2 * lo), 12))
         # search D on a small subset, then fit with all samples at the chosen D
         if d_fit.size > 3000:  # a random (not raster-ordered) subset
             sub = np.random.default_rng((seed, 2)).choice(d_fit.size, size=3000, replace=False)
@@ -291,14 +293,14 @@ def fuse_relative_depth(
             d_s, z_s = d_fit, z_fit
         best = None
         for dist in dists:
-            a, b, med = _fit_inverse(d_s, z_s, dist, trials=60)
+            a, b, med = _fit_inverse(d_s, z_s, dist, trials=60, max_iter=15)
             if best is None or med < best[0]:
                 best = (med, "inverse_depth", a, b, float(dist))
         if camera_distance_mm is None and best is not None:  # refine around the best
             i = dists.index(best[4])
             lo_r, hi_r = dists[max(i - 1, 0)], dists[min(i + 1, len(dists) - 1)]
-            for dist in np.linspace(lo_r, hi_r, 9):
-                a, b, med = _fit_inverse(d_s, z_s, float(dist), trials=60)
+            for dist in np.linspace(lo_r, hi_r, 7):
+                a, b, med = _fit_inverse(d_s, z_s, float(dist), trials=60, max_iter=15)
                 if med < best[0]:
                     best = (med, "inverse_depth", a, b, float(dist))
         a, b, med = _fit_inverse(d_fit, z_fit, best[4])
