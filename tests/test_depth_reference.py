@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from depth_helpers import tiny_beit
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -161,27 +162,10 @@ def test_vit_encoder_taps_match_timm():
 
 
 def test_beit_encoder_taps_match_timm_at_native_size():
-    from timm.models.beit import Beit
-
     from face3d_mesh.depth._beit import BeitEncoder
 
     torch.manual_seed(0)
-    beit = Beit(
-        img_size=64,
-        patch_size=16,
-        embed_dim=32,
-        depth=4,
-        num_heads=2,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
-        init_values=0.1,
-        num_classes=0,
-    ).eval()
-    with torch.no_grad():
-        for blk in beit.blocks:
-            blk.attn.relative_position_bias_table.normal_()
-            blk.attn.q_bias.normal_()
-            blk.attn.v_bias.normal_()
+    beit = tiny_beit(64, depth=4, init_values=0.1)
     x = torch.randn(2, 3, 64, 64)
     store, handles = _hooked(beit.blocks, [0, 1, 2, 3])
     with torch.no_grad():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from depth_helpers import tiny_beit
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -181,27 +182,10 @@ def _ref_beit(beit, x, hooks):
 
 
 def test_beit_encoder_non_square_matches_reference():
-    from timm.models.beit import Beit
-
     from face3d_mesh.depth._beit import BeitEncoder
 
     torch.manual_seed(0)
-    beit = Beit(
-        img_size=96,
-        patch_size=16,
-        embed_dim=32,
-        depth=4,
-        num_heads=2,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
-        init_values=0.5,
-        num_classes=0,
-    ).eval()
-    with torch.no_grad():
-        for blk in beit.blocks:
-            blk.attn.relative_position_bias_table.normal_()
-            blk.attn.q_bias.normal_()
-            blk.attn.v_bias.normal_()
+    beit = tiny_beit(96, depth=4, init_values=0.5)
     enc = BeitEncoder(beit, hooks=(0, 1, 2, 3), features=(8, 16, 32, 32), vit_features=32)
     enc.eval()
     # native (6x6 window), non-square both ways, smaller and larger than native
@@ -476,21 +460,9 @@ def test_network_input_size_matches_reference_resize_everywhere():
 def test_beit_index_cache_built_in_inference_mode_still_allows_autograd():
     """The cached relative-position index must not be an inference tensor: a model first
     run by the estimator (inference mode) can later be fine-tuned / run with autograd."""
-    from timm.models.beit import Beit
-
     from face3d_mesh.depth._beit import BeitEncoder
 
-    beit = Beit(
-        img_size=64,
-        patch_size=16,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
-        init_values=0.1,
-        num_classes=0,
-    ).eval()
+    beit = tiny_beit(64, depth=2, init_values=0.1, randomize=False)
     enc = BeitEncoder(beit, hooks=(0, 1, 1, 1), features=(8, 16, 32, 32), vit_features=32)
     x = torch.randn(1, 3, 64, 96)
     with torch.inference_mode():
