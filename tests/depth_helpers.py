@@ -30,3 +30,21 @@ def tiny_beit(img_size: int, *, depth: int = 4, init_values: float = 0.1, random
                 blk.attn.q_bias.normal_()
                 blk.attn.v_bias.normal_()
     return beit
+
+
+def tiny_vit(img_size: int, *, patch_size: int = 16, init_values: float | None = None):
+    """A 4-block, 32-wide timm ViT (cls token, absolute position embedding), eval mode.
+
+    ``patch_size=14, init_values=1.0`` gives a DINOv2-like encoder.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(
+        img_size=img_size,
+        patch_size=patch_size,
+        embed_dim=32,
+        depth=4,
+        num_heads=2,
+        init_values=init_values,
+        num_classes=0,
+    ).eval()

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from depth_helpers import tiny_beit
+from depth_helpers import tiny_beit, tiny_vit
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -138,14 +138,11 @@ def _hooked(blocks, indices):
 
 
 def test_vit_encoder_taps_match_timm():
-    from timm.models.vision_transformer import VisionTransformer
 
     from face3d_mesh.depth._dpt import ViTEncoder
 
     torch.manual_seed(0)
-    vit = VisionTransformer(
-        img_size=64, patch_size=16, embed_dim=32, depth=4, num_heads=2, num_classes=0
-    ).eval()
+    vit = tiny_vit(64)
     x = torch.randn(2, 3, 64, 64)
     store, handles = _hooked(vit.blocks, [0, 1, 2, 3])
     with torch.no_grad():
@@ -182,20 +179,11 @@ def test_beit_encoder_taps_match_timm_at_native_size():
 
 
 def test_dinov2_taps_match_timm_at_native_size():
-    from timm.models.vision_transformer import VisionTransformer
 
     from face3d_mesh.depth._depth_anything import DepthAnythingV2
 
     torch.manual_seed(0)
-    vit = VisionTransformer(
-        img_size=56,
-        patch_size=14,
-        embed_dim=32,
-        depth=4,
-        num_heads=2,
-        init_values=1.0,
-        num_classes=0,
-    ).eval()
+    vit = tiny_vit(56, patch_size=14, init_values=1.0)
     x = torch.randn(2, 3, 56, 56)
     store, handles = _hooked(vit.blocks, [1, 3])
     with torch.no_grad():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from depth_helpers import tiny_beit
+from depth_helpers import tiny_beit, tiny_vit
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -83,14 +83,11 @@ def _randomise(module, seed):
 
 
 def test_vit_encoder_non_square_matches_reference_forward_flex():
-    from timm.models.vision_transformer import VisionTransformer
 
     from face3d_mesh.depth._dpt import ViTEncoder
 
     torch.manual_seed(0)
-    vit = VisionTransformer(
-        img_size=96, patch_size=16, embed_dim=32, depth=4, num_heads=2, num_classes=0
-    ).eval()
+    vit = tiny_vit(96)
     with torch.no_grad():
         vit.pos_embed.normal_()  # a smooth-free table makes a wrong resize visible
     enc = ViTEncoder(vit, hooks=(0, 1, 2, 3), features=(8, 16, 32, 32), vit_features=32).eval()
@@ -219,14 +216,11 @@ def _ref_fusion(block, *xs, size=None, align_corners=True):
 
 def test_dpt_decoder_matches_reference_wiring():
     """``DPT.forward`` + ``DPTDepthModel`` head with our encoder's four maps."""
-    from timm.models.vision_transformer import VisionTransformer
 
     from face3d_mesh.depth._dpt import DPTDepthModel, ViTEncoder
 
     torch.manual_seed(0)
-    vit = VisionTransformer(
-        img_size=64, patch_size=16, embed_dim=32, depth=4, num_heads=2, num_classes=0
-    )
+    vit = tiny_vit(64)
     enc = ViTEncoder(vit, hooks=(0, 1, 2, 3), features=(8, 16, 32, 32), vit_features=32)
     model = DPTDepthModel(enc, (8, 16, 32, 32), features=16).eval()
     _randomise(model.scratch, 1)
@@ -338,20 +332,11 @@ def _ref_dinov2_taps(vit, x, taps):
 
 
 def test_depth_anything_non_square_matches_reference():
-    from timm.models.vision_transformer import VisionTransformer
 
     from face3d_mesh.depth._depth_anything import DepthAnythingV2
 
     torch.manual_seed(0)
-    vit = VisionTransformer(
-        img_size=98,
-        patch_size=14,
-        embed_dim=32,
-        depth=4,
-        num_heads=2,
-        init_values=1.0,
-        num_classes=0,
-    )
+    vit = tiny_vit(98, patch_size=14, init_values=1.0)
     with torch.no_grad():
         vit.pos_embed.normal_()
     model = DepthAnythingV2(vit, taps=(0, 1, 2, 3), features=16, out_channels=(8, 8, 16, 16))
