@@ -29,8 +29,8 @@ def main() -> int:
     parser.add_argument("--format", default="stl", choices=["stl", "obj", "ply"])
     args = parser.parse_args()
 
-    from face3d_mesh.batch import find_inputs, reconstruct_batch
     from face3d_mesh.config import ReconstructionConfig
+    from face3d_mesh.frontends.batch import find_inputs, reconstruct_batch
 
     samples = sorted((ROOT / "sample_data").glob("*.png"))
     results = []

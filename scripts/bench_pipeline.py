@@ -122,7 +122,7 @@ def cli_export_time() -> dict:
             "-q",
         ]
         probe = (
-            f"import sys\nfrom face3d_mesh.cli import main\nmain({argv!r})\n"
+            f"import sys\nfrom face3d_mesh.frontends.cli import main\nmain({argv!r})\n"
             "print('torch' in sys.modules)"
         )
         out = (

@@ -69,7 +69,7 @@ def main(argv=None):
     import pyvista as pv
     import vtk
 
-    from face3d_mesh import viewer
+    from face3d_mesh.frontends import viewer
 
     rec, source = _load(args.photo, args.synthetic)
     size = viewer.parse_size(args.size)

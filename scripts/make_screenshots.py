@@ -63,7 +63,7 @@ def main(argv=None):
     ap.add_argument("--synthetic", action="store_true", help="use the synthetic test face")
     args = ap.parse_args(argv)
 
-    from face3d_mesh.viewer import show
+    from face3d_mesh.frontends.viewer import show
 
     recs = {}
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from face3d_mesh.batch import EXIT_SOME_FAILED
+from face3d_mesh.frontends.batch import EXIT_SOME_FAILED
 
 
 def run(args, env, timeout=300):

@@ -85,8 +85,8 @@ def test_reconstruct_many_batches_the_network_and_matches_one_by_one(
 def test_batch_command_batches_network_calls(
     astronaut_path, head_scan_path, small_weights, tmp_path
 ):
-    from face3d_mesh.batch import reconstruct_batch
     from face3d_mesh.config import ReconstructionConfig
+    from face3d_mesh.frontends.batch import reconstruct_batch
 
     config = ReconstructionConfig(
         depth="fused", depth_model=MODEL, weights=str(small_weights), device="cpu"

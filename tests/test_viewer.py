@@ -19,8 +19,8 @@ from viewer_helpers import (  # noqa: E402
 )
 
 import face3d_mesh  # noqa: E402
-from face3d_mesh import viewer  # noqa: E402
 from face3d_mesh.errors import Face3DError, ImageError, OutputError, UsageError  # noqa: E402
+from face3d_mesh.frontends import viewer  # noqa: E402
 
 SIZE = (960, 540)
 
@@ -55,7 +55,7 @@ def face_mask(view):
 
 def test_module_is_light():
     code = (
-        "import sys, face3d_mesh, face3d_mesh.viewer;"
+        "import sys, face3d_mesh, face3d_mesh.frontends.viewer;"
         "print('pyvista' in sys.modules, 'vtk' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -327,7 +327,7 @@ def test_no_display_from_a_clean_process(tmp_path):
     code = (
         "import sys; sys.path.insert(0, 'tests');"
         "from fake_reconstruction import make_fake_reconstruction as f;"
-        "from face3d_mesh.viewer import show; show(f())"
+        "from face3d_mesh.frontends.viewer import show; show(f())"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -60,7 +60,7 @@ CHILD = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     from fake_reconstruction import make_fake_reconstruction
-    from face3d_mesh.viewer import show
+    from face3d_mesh.frontends.viewer import show
     show(make_fake_reconstruction(), size=(1200, 675), output_dir={out!r},
          output_stem="face", title={title!r})
     print("closed", flush=True)

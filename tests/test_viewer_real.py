@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from viewer_helpers import luminance, world_to_pixel
 
-from face3d_mesh import viewer
+from face3d_mesh.frontends import viewer
 
 
 @pytest.fixture(scope="module")

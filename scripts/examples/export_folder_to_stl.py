@@ -7,8 +7,8 @@ Usage: python scripts/examples/export_folder_to_stl.py PHOTO_DIR OUT_DIR
 import sys
 from pathlib import Path
 
-from face3d_mesh.batch import find_inputs, reconstruct_batch, write_summary
 from face3d_mesh.config import ReconstructionConfig
+from face3d_mesh.frontends.batch import find_inputs, reconstruct_batch, write_summary
 
 
 def main(photo_dir: str, out_dir: str) -> int:

@@ -1,6 +1,6 @@
 """Implementation of the interactive viewer (imports pyvista/vtk: load it lazily).
 
-The public entry points live in :mod:`face3d_mesh.viewer`; this module holds the
+The public entry points live in :mod:`face3d_mesh.frontends.viewer`; this module holds the
 :class:`FaceViewer` that builds the scene, keeps the state (mode, exaggeration,
 smoothing, measurement) and handles the keys.
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyvista as pv
 
-from .errors import OutputError
+from ..errors import OutputError
+from ..presentation import annotate_photo, depth_preview, face_box
 
 MODES = ("shaded", "textured", "wireframe", "points", "depth")
 
@@ -95,7 +96,7 @@ def write_image_atomic(img: np.ndarray, path) -> Path:
 
     from PIL import Image
 
-    from ._atomic import check_writable, write_atomically
+    from .._atomic import check_writable, write_atomically
 
     path = Path(path)
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
@@ -105,136 +106,6 @@ def write_image_atomic(img: np.ndarray, path) -> Path:
     Image.fromarray(np.ascontiguousarray(img[..., :3])).save(buf, format=fmt)
     write_atomically({check_writable(path): buf.getvalue()})
     return path
-
-
-def face_box(shape, mask=None, landmarks=None, margin=0.35):
-    """Photo-pixel box (u0, v0, u1, v1) around the face, with ``margin`` of its size added.
-
-    Parameters
-    ----------
-    shape : tuple
-        Shape of the photo.
-    mask : ndarray or None
-        H×W bool face region (preferred).
-    landmarks : ndarray or None
-        (N, 2+) landmarks in pixels, used when there is no mask.
-    margin : float
-        Fraction of the face's size added on every side.
-
-    Returns
-    -------
-    tuple of int
-        The box, clipped to the photo; the whole photo when there is no face.
-    """
-    h, w = shape[:2]
-    if mask is not None and np.any(mask):
-        rows, cols = np.nonzero(mask)
-        fu0, fu1, fv0, fv1 = cols.min(), cols.max() + 1, rows.min(), rows.max() + 1
-    elif landmarks is not None and len(landmarks):
-        lm = np.asarray(landmarks)[:, :2]
-        fu0, fv0 = np.floor(np.nanmin(lm, axis=0))
-        fu1, fv1 = np.ceil(np.nanmax(lm, axis=0)) + 1
-    else:
-        return 0, 0, w, h
-    side = max(fu1 - fu0, fv1 - fv0) * (1 + 2 * margin)
-    cu, cv = 0.5 * (fu0 + fu1), 0.5 * (fv0 + fv1)
-    u0, u1 = int(max(0, np.floor(cu - side / 2))), int(min(w, np.ceil(cu + side / 2)))
-    v0, v1 = int(max(0, np.floor(cv - side / 2))), int(min(h, np.ceil(cv + side / 2)))
-    return u0, v0, u1, v1
-
-
-def annotate_photo(image, landmarks=None, mask=None, max_side=900, box=None) -> np.ndarray:
-    """The photo with the face-mask outline and the landmarks drawn on it.
-
-    Parameters
-    ----------
-    image : ndarray
-        H×W×3 uint8 RGB.
-    landmarks : ndarray or None
-        (N, 2+) landmark positions in pixels of ``image``.
-    mask : ndarray or None
-        H×W bool face region.
-    max_side : int
-        The result is resized (up or down) so that its long side is about this many pixels,
-        so that the overlay stays crisp on small photos and light on large ones.
-    box : tuple of int or None
-        Crop (u0, v0, u1, v1) of the photo to draw; default the whole photo.
-
-    Returns
-    -------
-    ndarray
-        RGB uint8 image.
-    """
-    import cv2
-
-    u0, v0, u1, v1 = box if box is not None else (0, 0, image.shape[1], image.shape[0])
-    img = np.ascontiguousarray(image[v0:v1, u0:u1, :3], dtype=np.uint8)
-    if mask is not None:
-        mask = np.asarray(mask)[v0:v1, u0:u1]
-    if landmarks is not None:
-        landmarks = np.asarray(landmarks, np.float64)[:, :2] - (u0, v0)
-    h, w = img.shape[:2]
-    f = max_side / max(h, w)
-    if abs(f - 1) > 0.05:
-        interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
-        img = cv2.resize(img, (round(w * f), round(h * f)), interpolation=interp)
-    else:
-        f = 1.0
-    thick = max(1, round(img.shape[0] / 450))
-    if mask is not None and np.any(mask):
-        m = cv2.resize(
-            mask.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST
-        )
-        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(img, contours, -1, (255, 220, 0), thick + 1, cv2.LINE_AA)
-    if landmarks is not None and len(landmarks):
-        r = max(1, round(img.shape[0] / 400))
-        for x, y in np.asarray(landmarks)[:, :2] * f:
-            if np.isfinite(x) and np.isfinite(y):
-                cv2.circle(
-                    img,
-                    (round(x * 4), round(y * 4)),
-                    r * 4,
-                    (0, 255, 160),
-                    -1,
-                    cv2.LINE_AA,
-                    shift=2,
-                )
-    return img
-
-
-def depth_to_gray(depth_mm, mask=None) -> tuple[np.ndarray, float]:
-    """Grayscale depth image: lighter = closer, black background.
-
-    The nearest face pixel is white and the farthest dark grey (40), so that the face stays
-    distinct from the black background.
-
-    Parameters
-    ----------
-    depth_mm : ndarray
-        H×W depth in mm (larger = farther), NaN outside the face.
-    mask : ndarray or None
-        H×W bool; pixels outside it are black.
-
-    Returns
-    -------
-    gray : ndarray
-        H×W×3 uint8 RGB image.
-    span_mm : float
-        Depth range mapped from white to dark grey, in mm.
-    """
-    d = np.asarray(depth_mm, dtype=np.float32)
-    valid = np.isfinite(d)
-    if mask is not None:
-        valid &= np.asarray(mask, bool)
-    out = np.zeros(d.shape, np.uint8)
-    span = 0.0
-    if valid.any():
-        lo, hi = np.percentile(d[valid], [0.0, 99.5])
-        span = float(max(hi - lo, 1e-6))
-        t = np.clip((d[valid] - lo) / span, 0, 1)
-        out[valid] = np.round(255 - t * (255 - 40)).astype(np.uint8)
-    return np.repeat(out[..., None], 3, axis=2), span
 
 
 def _pixel_to_mesh_affine(mesh, image_shape):
@@ -908,11 +779,11 @@ class FaceViewer:
     def _depth_panel_image(self):
         u0, v0, u1, v1 = self.panel_box
         mask = getattr(self.rec, "mask", None)
-        gray, span = depth_to_gray(
+        gray, span = depth_preview(
             self.rec.depth_mm[v0:v1, u0:u1],
-            None if mask is None else np.asarray(mask)[v0:v1, u0:u1],
+            mask=None if mask is None else np.asarray(mask)[v0:v1, u0:u1],
         )
-        label = f"depth map: white = nose tip, dark grey = {span:.0f} mm behind"
+        label = f"depth map: lighter = closer (white = nearest, darkest = {span:.0f} mm behind)"
         return gray, label
 
     def _add_panels(self):
@@ -1365,7 +1236,7 @@ class FaceViewer:
             if self.rec is not None and hasattr(self.rec, "save"):
                 written += [Path(x) for x in self.rec.save(path)]
             else:
-                from .exporters import export_mesh
+                from ..exporters import export_mesh
 
                 written += [Path(x) for x in export_mesh(self.base, path)]
         self._message("exported: " + ", ".join(str(p) for p in written))

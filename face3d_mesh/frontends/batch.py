@@ -19,9 +19,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ._atomic import write_atomically
-from .config import ReconstructionConfig
-from .errors import Face3DError, ImageError, OutputError, UsageError
+from .._atomic import write_atomically
+from ..config import ReconstructionConfig
+from ..errors import Face3DError, ImageError, OutputError, UsageError
 
 __all__ = ["BatchItem", "find_inputs", "reconstruct_batch", "run_batch", "EXIT_SOME_FAILED"]
 
@@ -111,10 +111,10 @@ def _process(job: _Job, done=None) -> BatchItem:
 
     ``done``: the reconstruction (or the error) when it was already made in a GPU batch.
     """
-    from .depth_io import save_depth
-    from .image import load_image
-    from .landmarks import detect_faces
-    from .pipeline import reconstruct
+    from ..depth_io import save_depth
+    from ..image import load_image
+    from ..landmarks import detect_faces
+    from ..pipeline import reconstruct
 
     item = BatchItem(file=job.file)
     start = time.perf_counter()
@@ -165,13 +165,13 @@ def _process(job: _Job, done=None) -> BatchItem:
 def _network_batches(config: ReconstructionConfig, all_faces: bool, force: bool) -> bool:
     """Whether to run a neural depth model on batches of faces in this process: when a GPU
     (CUDA or Apple MPS) would run it (or ``force``), one face per photo."""
-    from .depth._backends import resolve_backend
+    from ..depth._backends import resolve_backend
 
     if all_faces or resolve_backend(config)[0] not in ("midas", "fused"):
         return False
     if force:
         return True
-    from .depth._estimator import resolve_device
+    from ..depth._estimator import resolve_device
 
     return resolve_device(config.device).type in ("cuda", "mps")
 
@@ -187,7 +187,7 @@ def _limit_threads(threads: int) -> None:
 
 
 def _process_in_batches(jobs, config, batch_size, on_done):
-    from .pipeline import reconstruct_many
+    from ..pipeline import reconstruct_many
 
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]

@@ -20,7 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import ImageError, OutputError, UsageError
+from ..errors import ImageError, OutputError, UsageError
 
 __all__ = [
     "MODES",
@@ -140,7 +140,7 @@ def load_mesh(path):
     """
     import pyvista as pv
 
-    from .exporters import load_mesh as read_mesh
+    from ..exporters import load_mesh as read_mesh
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # VTK readers warn before failing; we raise instead
@@ -233,7 +233,7 @@ def show(
     -------
     pyvista.Plotter
         The plotter (closed after an interactive session or a screenshot). Its
-        ``face3d_viewer`` attribute is the :class:`~face3d_mesh._viewer_impl.FaceViewer`
+        ``face3d_viewer`` attribute is the :class:`~face3d_mesh.frontends._viewer_impl.FaceViewer`
         (``.press("t")``, ``.set_mode(...)``, ``.save_screenshot(...)``...).
 
     Raises
@@ -385,5 +385,5 @@ def _reconstruct(source, config):
 
     reconstruct = getattr(face3d_mesh, "reconstruct", None)
     if reconstruct is None:
-        from .pipeline import reconstruct
+        from ..pipeline import reconstruct
     return reconstruct(source, config=config)

@@ -12,9 +12,9 @@ import json
 import os
 import sys
 
-from . import __version__
-from .config import ReconstructionConfig
-from .errors import Face3DError, UsageError
+from .. import __version__
+from ..config import ReconstructionConfig
+from ..errors import Face3DError, UsageError
 
 __all__ = ["main", "build_parser"]
 
@@ -341,7 +341,7 @@ def _say(args, text):
 
 
 def _reconstruct(args):
-    from .pipeline import reconstruct
+    from ..pipeline import reconstruct
 
     config = _config_from(args)
     progress = None
@@ -366,7 +366,7 @@ def _describe(rec) -> str:
 
 
 def _cmd_export(args):
-    from .exporters import supported_extension
+    from ..exporters import supported_extension
 
     supported_extension(args.output)  # fail before the slow work
     if args.width_mm is not None and not args.solid:
@@ -381,7 +381,7 @@ def _cmd_export(args):
 
 
 def _cmd_depth(args):
-    from .depth_io import save_depth, supported_depth_extension
+    from ..depth_io import save_depth, supported_depth_extension
 
     supported_depth_extension(args.output)
     rec = _reconstruct(args)
@@ -391,9 +391,9 @@ def _cmd_depth(args):
 
 
 def _cmd_info(args):
-    from .image import load_image
-    from .landmarks import detect_faces
-    from .scale import estimate_scale
+    from ..image import load_image
+    from ..landmarks import detect_faces
+    from ..scale import estimate_scale
 
     image = load_image(args.photo)
     faces = detect_faces(image, source=args.photo, thorough=True)
@@ -446,7 +446,7 @@ def _cmd_info(args):
 
 def _depth_plan(args) -> str:
     """Which depth backend `export` would use with these options (nothing is run)."""
-    from .depth import cached_weights_path
+    from ..depth import cached_weights_path
 
     model = args.depth_model
     if args.depth == "landmarks":
@@ -478,7 +478,7 @@ def _cmd_view(args):
 
 
 def _cmd_models(args):
-    from .depth import download_weights, list_models
+    from ..depth import download_weights, list_models
 
     if args.models_command == "download":
         path = download_weights(args.name, progress=True)
