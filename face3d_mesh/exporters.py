@@ -1,9 +1,16 @@
-"""Write meshes to STL (binary), OBJ (+ MTL + texture PNG) and PLY (binary, vertex colours).
+"""Write meshes to STL, OBJ (+ MTL + texture PNG), PLY, GLB (glTF binary) and 3MF.
 
-The writers are plain numpy serialisers, one per extension, in :data:`EXPORTERS`.  Each
-builds the bytes of every file it produces in memory; :func:`export_mesh` then writes them
-atomically: each to a temporary file in the destination folder, then ``os.replace``.  On any
-failure the temporary files are removed and files that existed before are left intact.
+One writer per extension, in :data:`EXPORTERS`; each builds the bytes of every file it
+produces in memory from the mesh's arrays (:class:`~face3d_mesh.mesharrays.MeshArrays`, or a
+``pyvista.PolyData``); :func:`export_mesh` then writes them atomically: each to a temporary
+file in the destination folder, then ``os.replace``.  On any failure the temporary files are
+removed and files that existed before are left intact.
+
+STL, OBJ and PLY are plain numpy serialisers; GLB and 3MF, container formats (glTF JSON +
+binary buffer, a zip of XML parts), are written with trimesh.
+
+Units: STL, OBJ, PLY and 3MF in millimetres (3MF says so: ``unit="millimeter"``); GLB in
+metres, glTF's unit, so that Blender and web viewers show the true size.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import numpy as np
 
 from ._atomic import check_writable, write_atomically
 from .errors import OutputError, UsageError
+from .mesharrays import MeshArrays, as_mesh_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
@@ -30,43 +38,24 @@ __all__ = [
     "supported_extensions",
 ]
 
-#: Margin, in photo pixels, kept around the UV bounding box when cutting the OBJ texture.
+#: Margin, in photo pixels, kept around the UV bounding box when cutting the texture.
 TEXTURE_MARGIN_PX = 4
+
+#: glTF's unit is the metre; our meshes are in millimetres.
+GLB_METRES_PER_MM = 1e-3
 
 _Files = dict  # Path -> bytes, in the order they should be put in place (main file last)
 
 
-def _triangles(mesh: pv.PolyData) -> tuple[np.ndarray, np.ndarray]:
-    """Points (N, 3) float32 and triangles (M, 3) int64 of a PolyData; raise on bad input."""
-    import pyvista as pv
-
-    if not isinstance(mesh, pv.PolyData):
-        raise UsageError(f"mesh must be a pyvista.PolyData, got {type(mesh).__name__}")
-    if mesh.n_points == 0 or mesh.n_cells == 0:
+def _triangles(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N, 3) float32 and triangles (M, 3) int64 of a mesh; raise on bad input."""
+    m = as_mesh_arrays(mesh)
+    if m.n_points == 0 or m.n_cells == 0:
         raise UsageError("mesh is empty: nothing to export")
-    if not mesh.is_all_triangles:
-        mesh = mesh.triangulate()
-    faces = np.asarray(mesh.regular_faces, dtype=np.int64)
-    points = np.asarray(mesh.points, dtype=np.float32)
+    points = np.asarray(m.points, dtype=np.float32)
     if not np.all(np.isfinite(points)):
         raise UsageError("mesh has non-finite point coordinates")
-    return points, faces
-
-
-def _uv(mesh: pv.PolyData) -> np.ndarray | None:
-    tc = mesh.active_texture_coordinates
-    if tc is None and "UV" in mesh.point_data:
-        tc = mesh.point_data["UV"]
-    return None if tc is None else np.asarray(tc, dtype=np.float64)
-
-
-def _rgb(mesh: pv.PolyData) -> np.ndarray | None:
-    if "RGB" not in mesh.point_data:
-        return None
-    rgb = np.asarray(mesh.point_data["RGB"])
-    if rgb.shape != (mesh.n_points, 3):
-        raise UsageError(f"point_data['RGB'] must be (N, 3), got {rgb.shape}")
-    return rgb.astype(np.uint8)
+    return points, np.asarray(m.faces, dtype=np.int64)
 
 
 def _face_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -77,7 +66,26 @@ def _face_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return (fn / norm).astype(np.float32)
 
 
-def write_stl(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = None) -> _Files:
+def _checked_texture(m: MeshArrays, texture) -> np.ndarray:
+    """``texture`` as an (H, W, 3) uint8 array matching the photo ``m`` was made from."""
+    texture = np.asarray(texture)
+    if texture.ndim != 3 or texture.shape[2] != 3 or texture.dtype != np.uint8:
+        raise UsageError(
+            f"texture must be an (H, W, 3) uint8 RGB image, got {texture.shape} {texture.dtype}"
+        )
+    if m.uv is None:
+        raise UsageError("a texture was given but the mesh has no UV coordinates")
+    if "image_size_px" in m.field_data:
+        w, h = (int(x) for x in np.asarray(m.field_data["image_size_px"])[:2])
+        if texture.shape[:2] != (h, w):
+            raise UsageError(
+                f"texture is {texture.shape[1]}x{texture.shape[0]} px but the mesh was "
+                f"made from a {w}x{h} px photo"
+            )
+    return texture
+
+
+def write_stl(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     """Binary STL: 80-byte header, uint32 count, 50 bytes per triangle (``84 + 50 n``)."""
     points, faces = _triangles(mesh)
     rec = np.zeros(
@@ -91,10 +99,10 @@ def write_stl(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = Non
     return {path: data}
 
 
-def write_ply(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = None) -> _Files:
+def write_ply(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     """Binary little-endian PLY: float x y z, uchar red green blue (when point_data "RGB")."""
     points, faces = _triangles(mesh)
-    rgb = _rgb(mesh)
+    rgb = as_mesh_arrays(mesh).rgb
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
     if rgb is not None:
         fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
@@ -125,7 +133,7 @@ def write_ply(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = Non
     return {path: header + vert.tobytes() + face.tobytes()}
 
 
-def write_obj(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = None) -> _Files:
+def write_obj(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     """Wavefront OBJ.
 
     With ``texture`` (the photo, H x W x 3 uint8 RGB) and UVs on the mesh, also writes
@@ -135,28 +143,15 @@ def write_obj(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = Non
     (values in 0..1, a common extension read by MeshLab, Blender and trimesh).
     """
     points, faces = _triangles(mesh)
-    uv = _uv(mesh)
+    m = as_mesh_arrays(mesh)
+    uv = None if m.uv is None else np.asarray(m.uv, np.float64)
     files: _Files = {}
     head = ["# face3d_mesh OBJ, units: mm"]
     if texture is not None:
-        texture = np.asarray(texture)
-        if texture.ndim != 3 or texture.shape[2] != 3 or texture.dtype != np.uint8:
-            raise UsageError(
-                f"texture must be an (H, W, 3) uint8 RGB image, got {texture.shape} {texture.dtype}"
-            )
-        if uv is None:
-            raise UsageError("a texture was given but the mesh has no UV coordinates")
-        if "image_size_px" in mesh.field_data:
-            w, h = (int(x) for x in np.asarray(mesh.field_data["image_size_px"])[:2])
-            if texture.shape[:2] != (h, w):
-                raise UsageError(
-                    f"texture is {texture.shape[1]}x{texture.shape[0]} px but the mesh was "
-                    f"made from a {w}x{h} px photo"
-                )
-        png, uv = _cut_texture(texture, uv)
+        crop, uv = _cut_texture(_checked_texture(m, texture), uv)
         mtl_path = path.with_suffix(".mtl")
         png_path = path.with_name(path.stem + "_texture.png")
-        files[png_path] = png
+        files[png_path] = _png(crop)
         files[mtl_path] = (
             "# face3d_mesh material\n"
             "newmtl face\n"
@@ -170,7 +165,7 @@ def write_obj(mesh: pv.PolyData, path: Path, *, texture: np.ndarray | None = Non
         head += [f"mtllib {mtl_path.name}", "usemtl face"]
 
     parts = ["\n".join(head) + "\n"]
-    rgb = _rgb(mesh) if texture is None else None
+    rgb = m.rgb if texture is None else None
     if rgb is not None:
         vdata = np.hstack([points.astype(np.float64), rgb / 255.0])
         parts.append(_rows("v %.5f %.5f %.5f %.4f %.4f %.4f", vdata))
@@ -191,13 +186,22 @@ def _rows(fmt: str, arr: np.ndarray) -> str:
     return ((fmt + "\n") * arr.shape[0]) % tuple(arr.ravel().tolist())
 
 
-def _cut_texture(photo: np.ndarray, uv: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Crop ``photo`` to the UV bounding box (+ margin); PNG bytes and UVs in the crop.
+def _png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W, 3) uint8 RGB image."""
+    import cv2
+
+    ok, enc = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
+        raise OutputError("could not encode the texture as PNG")
+    return enc.tobytes()
+
+
+def _cut_texture(photo: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crop ``photo`` to the UV bounding box (+ margin); the crop and the UVs in it.
 
     UVs follow the surface convention ``s = (u + 0.5) / W``, ``t = 1 - (v + 0.5) / H``.
     """
-    import cv2
-
+    uv = np.asarray(uv, np.float64)
     h, w = photo.shape[:2]
     u = uv[:, 0] * w - 0.5
     v = (1.0 - uv[:, 1]) * h - 0.5
@@ -206,14 +210,81 @@ def _cut_texture(photo: np.ndarray, uv: np.ndarray) -> tuple[bytes, np.ndarray]:
     y0 = int(np.clip(np.floor(v.min()) - TEXTURE_MARGIN_PX, 0, h - 1))
     y1 = int(np.clip(np.ceil(v.max()) + TEXTURE_MARGIN_PX + 1, y0 + 1, h))
     crop = photo[y0:y1, x0:x1]
-    ok, enc = cv2.imencode(".png", np.ascontiguousarray(crop[:, :, ::-1]))
-    if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
-        raise OutputError("could not encode the texture as PNG")
     cw, ch = x1 - x0, y1 - y0
     new_uv = np.empty_like(uv)
     new_uv[:, 0] = (u - x0 + 0.5) / cw
     new_uv[:, 1] = 1.0 - (v - y0 + 0.5) / ch
-    return enc.tobytes(), new_uv
+    return crop, new_uv
+
+
+def _trimesh(mesh, *, scale: float = 1.0, texture: np.ndarray | None = None):
+    """The mesh as a ``trimesh.Trimesh`` (vertex order kept), points multiplied by ``scale``.
+
+    With ``texture`` the visual is the photo cropped to the UVs (a PBR base-colour texture,
+    not metallic, fully rough); else the vertex colours, if any.  Vertex normals are the
+    mesh's own ("Normals") when it has them, else trimesh's area-weighted ones.
+    """
+    import trimesh
+    from trimesh.visual.material import PBRMaterial
+
+    points, faces = _triangles(mesh)
+    m = as_mesh_arrays(mesh)
+    if texture is not None:
+        from PIL import Image
+
+        crop, uv = _cut_texture(_checked_texture(m, texture), m.uv)
+        material = PBRMaterial(
+            name="face",
+            baseColorTexture=Image.fromarray(np.ascontiguousarray(crop)),
+            metallicFactor=0.0,
+            roughnessFactor=1.0,
+        )
+        visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+    elif m.rgb is not None:
+        visual = trimesh.visual.ColorVisuals(vertex_colors=m.rgb)
+    else:
+        visual = None
+    tm = trimesh.Trimesh(
+        vertices=points.astype(np.float64) * scale,
+        faces=faces,
+        vertex_normals=None if m.normals is None else np.asarray(m.normals, np.float64),
+        visual=visual,
+        process=False,
+        validate=False,
+    )
+    tm.metadata["name"] = "face"
+    return tm
+
+
+def write_glb(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
+    """glTF 2.0 binary (GLB), in metres (glTF's unit), y up, +z toward the viewer.
+
+    One mesh with vertex normals; with ``texture`` (the photo) its face crop is embedded as
+    the PNG base-colour texture of a non-metallic material and the UVs map into it; without
+    it the vertex colours (point_data "RGB") are written as ``COLOR_0``, if any.  The
+    mesh's frame (x right, y up, z toward the camera) is glTF's, so only the unit changes:
+    coordinates are multiplied by :data:`GLB_METRES_PER_MM`.
+    """
+    from trimesh.exchange.gltf import export_glb
+
+    tm = _trimesh(mesh, scale=GLB_METRES_PER_MM, texture=texture)
+
+    def note_generator(tree):
+        tree["asset"]["generator"] = "face3d_mesh (trimesh)"
+
+    data = export_glb(tm.scene(), include_normals=True, tree_postprocessor=note_generator)
+    return {path: bytes(data)}
+
+
+def write_3mf(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
+    """3D Manufacturing Format (a zip of XML parts), ``unit="millimeter"``: one object.
+
+    What PrusaSlicer, Bambu Studio and Cura prefer to STL: indexed vertices (no cracks
+    from rounding) and an explicit unit.  Geometry only (the texture is not written).
+    """
+    from trimesh.exchange.threemf import export_3MF
+
+    return {path: bytes(export_3MF(_trimesh(mesh)))}
 
 
 Exporter = Callable[..., _Files]
@@ -224,7 +295,12 @@ EXPORTERS: dict[str, Exporter] = {
     ".stl": write_stl,
     ".obj": write_obj,
     ".ply": write_ply,
+    ".glb": write_glb,
+    ".3mf": write_3mf,
 }
+
+#: Formats that carry the photo as a texture (given the ``texture`` argument).
+TEXTURED_FORMATS = (".obj", ".glb")
 
 
 def supported_extensions() -> list[str]:
@@ -255,10 +331,10 @@ def export(
 
     Parameters
     ----------
-    obj : Reconstruction or pyvista.PolyData
-        What to write. A reconstruction's OBJ gets its photo as texture.
+    obj : Reconstruction, pyvista.PolyData or MeshArrays
+        What to write. A reconstruction's OBJ and GLB get its photo as texture.
     path : str or path-like
-        ``.stl``, ``.obj`` or ``.ply``.
+        ``.stl``, ``.obj``, ``.ply``, ``.glb`` or ``.3mf`` (see :func:`export_mesh`).
     solid : bool, keyword-only
         Write a watertight printable solid (see :func:`face3d_mesh.make_solid`).
     base_mm : float, keyword-only
@@ -315,14 +391,22 @@ def export_mesh(
 
     Parameters
     ----------
-    mesh : pyvista.PolyData
+    mesh : pyvista.PolyData or MeshArrays
         Triangle mesh, coordinates in mm.  Optional point data: ``"RGB"`` (N x 3 uint8,
-        written to PLY and to OBJ without texture), texture coordinates ``"UV"`` (OBJ).
+        written to PLY, and to OBJ and GLB without texture), texture coordinates ``"UV"``
+        (OBJ, GLB), ``"Normals"`` (GLB).
     path : str or path-like
-        Output file; ``.stl`` (binary), ``.obj`` (+ ``.mtl`` and ``_texture.png`` when
-        ``texture`` is given) or ``.ply`` (binary, vertex colours).  Case-insensitive.
+        Output file, format by extension (case-insensitive):
+
+        ======  ===========================================================================
+        .stl    binary STL, mm
+        .obj    Wavefront OBJ, mm (+ ``.mtl`` and ``_texture.png`` when ``texture`` is given)
+        .ply    binary PLY with vertex colours, mm
+        .glb    glTF 2.0 binary, **metres** (glTF's unit), normals, the photo as texture
+        .3mf    3D Manufacturing Format, ``unit="millimeter"`` (for slicers)
+        ======  ===========================================================================
     texture : ndarray, shape (H, W, 3), uint8, optional, keyword-only
-        The RGB photo the mesh's UVs refer to; used by OBJ only (ignored by STL/PLY).
+        The RGB photo the mesh's UVs refer to; used by OBJ and GLB (ignored by the others).
 
     Returns
     -------

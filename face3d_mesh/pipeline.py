@@ -198,12 +198,14 @@ class Reconstruction:
         base_mm: float = 3.0,
         width_mm: float | None = None,
     ) -> list[Path]:
-        """Write the mesh to ``path`` (.stl, .obj with .mtl and texture, .ply).
+        """Write the mesh to ``path`` (.stl, .obj with .mtl and texture, .ply, .glb, .3mf).
 
         Parameters
         ----------
         path : str or os.PathLike
-            Output file; its extension picks the format.
+            Output file; its extension picks the format (see
+            :func:`~face3d_mesh.exporters.export_mesh`). The OBJ and the GLB of the surface
+            carry the photo as their texture; the GLB is in metres, the others in mm.
         solid : bool, keyword-only
             Write a watertight printable solid instead of the open surface.
         base_mm : float, keyword-only

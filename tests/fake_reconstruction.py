@@ -9,8 +9,6 @@ painted face on a grey background, and the mesh is a regular grid over the face 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -192,17 +190,15 @@ class FakeReconstruction:
         )
 
     def save(self, path, *, solid=False, base_mm=3.0, width_mm=None) -> list[Path]:
-        """Write the mesh to ``path`` (.stl/.obj/.ply) atomically; return the written paths."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        try:
-            self.mesh.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return [path]
+        """Write the mesh to ``path`` with the real exporters; return the written paths."""
+        from face3d_mesh.exporters import export_mesh
+
+        mesh = self.mesh
+        if solid:
+            from face3d_mesh.solid import make_solid
+
+            mesh = make_solid(mesh, base_mm=base_mm, width_mm=width_mm)
+        return export_mesh(mesh, path, texture=None if solid else self.image)
 
 
 def make_fake_reconstruction(size: int = 512, mm_per_px: float = 0.42, **config_changes):

@@ -67,6 +67,36 @@ def test_export_printable_solid(tmp_path, astronaut_path, clean_env):
     assert solid.extents[0] == pytest.approx(80, abs=0.01)
 
 
+def test_export_glb_and_3mf(tmp_path, astronaut_path, clean_env):
+    import zipfile
+
+    import trimesh
+
+    result = run(["export", astronaut_path, "-o", tmp_path / "face.glb"], clean_env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.glb"]  # texture inside
+    (face,) = trimesh.load(tmp_path / "face.glb").geometry.values()
+    assert isinstance(face.visual, trimesh.visual.TextureVisuals)
+    assert 0.08 < face.extents[0] < 0.3  # metres: a face is ~10-20 cm wide
+    out = tmp_path / "bust.3mf"
+    result = run(["export", astronaut_path, "-o", out, "--solid", "--width-mm", "80"], clean_env)
+    assert result.returncode == 0, result.stderr
+    assert "80.0 ×" in result.stderr  # the size it reports is the written one, mm
+    with zipfile.ZipFile(out) as z:
+        assert 'unit="millimeter"' in z.read("3D/3dmodel.model").decode()
+    solid = trimesh.load(out, force="mesh")
+    assert solid.is_watertight and solid.extents[0] == pytest.approx(80, abs=0.01)
+
+
+def test_every_mesh_format_is_offered():
+    from face3d_mesh.exporters import supported_extensions
+    from face3d_mesh.frontends.cli import build_parser
+
+    for ext in supported_extensions():
+        args = build_parser().parse_args(["batch", "in", "-o", "out", "--format", ext[1:]])
+        assert args.format == ext[1:]
+
+
 def test_depth_png_and_npy(tmp_path, astronaut_path, clean_env):
     import cv2
 

@@ -35,7 +35,10 @@ def _listing(folder):
 
 
 def test_table_keys():
-    assert set(EXPORTERS) == {".stl", ".obj", ".ply"}
+    from face3d_mesh.frontends.cli import MESH_FORMATS
+
+    assert set(EXPORTERS) == {".stl", ".obj", ".ply", ".glb", ".3mf"}
+    assert sorted(MESH_FORMATS) == sorted(e[1:] for e in EXPORTERS)  # the CLI's --format list
 
 
 def test_stl_binary_roundtrip(mesh, tmp_path):
@@ -121,8 +124,8 @@ def test_obj_without_texture_has_vertex_colours(mesh, tmp_path):
 
 
 def test_unknown_extension(mesh, tmp_path):
-    with pytest.raises(OutputError, match=r"\.obj, \.ply, \.stl"):
-        export_mesh(mesh, tmp_path / "face.glb")
+    with pytest.raises(OutputError, match=r"\.3mf, \.glb, \.obj, \.ply, \.stl"):
+        export_mesh(mesh, tmp_path / "face.fbx")
     with pytest.raises(OutputError):
         export_mesh(mesh, tmp_path / "face")
     assert _listing(tmp_path) == []
@@ -191,3 +194,119 @@ def test_overwrite_succeeds(mesh, tmp_path):
     export_mesh(mesh, target)
     assert len(target.read_bytes()) == 84 + 50 * mesh.n_cells
     assert _listing(tmp_path) == ["face.stl"]
+
+
+def _glb(path):
+    """The glTF document, its binary buffer and the accessor reader of a GLB file."""
+    import pygltflib
+
+    gltf = pygltflib.GLTF2().load(str(path))
+    blob = gltf.binary_blob()
+
+    def accessor(index):
+        acc = gltf.accessors[index]
+        view = gltf.bufferViews[acc.bufferView]
+        width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc.type]
+        dtype = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}[
+            acc.componentType
+        ]
+        start = view.byteOffset + (acc.byteOffset or 0)
+        count = acc.count * width
+        return np.frombuffer(blob, dtype=dtype, count=count, offset=start).reshape(-1, width)
+
+    return gltf, blob, accessor
+
+
+def test_glb_textured_in_metres(photo, tmp_path):
+    depth, mask, r = sphere_cap()
+    mesh = depth_to_mesh(
+        depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, image=photo, grid_step_px=2.0
+    )
+    files = export_mesh(mesh, tmp_path / "face.GLB", texture=photo)
+    assert files == [tmp_path / "face.GLB"] and _listing(tmp_path) == ["face.GLB"]
+    gltf, blob, accessor = _glb(files[0])
+    assert gltf.asset.version == "2.0"
+    (prim,) = gltf.meshes[0].primitives
+    pos = accessor(prim.attributes.POSITION)
+    normals = accessor(prim.attributes.NORMAL)
+    uv = accessor(prim.attributes.TEXCOORD_0)
+    tri = accessor(prim.indices).reshape(-1, 3)
+    assert len(pos) == len(uv) == len(normals) == mesh.n_points
+    np.testing.assert_array_equal(tri, mesh.regular_faces)
+    # metres: the same vertices as the mesh's millimetres / 1000; y up as in our frame
+    np.testing.assert_allclose(pos * 1000.0, mesh.points, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    assert np.mean(normals[:, 2]) > 0.5  # a cap facing the viewer (+z)
+    # the base-colour texture is the photo's crop; glTF UVs start at the top-left
+    material = gltf.materials[prim.material]
+    assert material.pbrMetallicRoughness.metallicFactor == 0.0
+    tex = gltf.textures[material.pbrMetallicRoughness.baseColorTexture.index]
+    image = gltf.images[tex.source]
+    assert image.mimeType == "image/png"
+    view = gltf.bufferViews[image.bufferView]
+    png = blob[view.byteOffset : view.byteOffset + view.byteLength]
+    crop = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert crop.shape[0] < 256 and crop.shape[1] < 256
+    h, w = crop.shape[:2]
+    sampled = crop[
+        np.rint(uv[:, 1] * h - 0.5).astype(int), np.rint(uv[:, 0] * w - 0.5).astype(int)
+    ]
+    u = np.asarray(mesh.points)[:, 0] / MM_PER_PX + CENTRE[0]
+    v = -np.asarray(mesh.points)[:, 1] / MM_PER_PX + CENTRE[1]
+    on_pixel = (np.abs(u - np.rint(u)) < 1e-3) & (np.abs(v - np.rint(v)) < 1e-3)
+    assert on_pixel.sum() > 100
+    expected = photo[np.rint(v).astype(int), np.rint(u).astype(int)]
+    np.testing.assert_array_equal(sampled[on_pixel], expected[on_pixel])
+    # trimesh reads it back as a textured mesh of the same size
+    scene = trimesh.load(files[0])
+    (tm,) = scene.geometry.values()
+    assert isinstance(tm.visual, trimesh.visual.TextureVisuals)
+    np.testing.assert_allclose(tm.extents * 1000, np.ptp(mesh.points, axis=0), rtol=1e-5)
+
+
+def test_glb_and_3mf_of_a_solid(mesh, tmp_path):
+    solid = make_solid(mesh, base_mm=2.0)
+    export_mesh(solid, tmp_path / "solid.stl")
+    export_mesh(solid, tmp_path / "solid.glb")
+    (three,) = export_mesh(solid, tmp_path / "solid.3mf")
+    stl = trimesh.load(tmp_path / "solid.stl")
+    glb = trimesh.load(tmp_path / "solid.glb", force="mesh")
+    np.testing.assert_allclose(glb.extents * 1000, stl.extents, rtol=1e-5)
+    import zipfile
+
+    with zipfile.ZipFile(three) as z:
+        model = z.read("3D/3dmodel.model").decode()
+    assert 'unit="millimeter"' in model
+    tm = trimesh.load(three, force="mesh")
+    assert tm.is_watertight and tm.volume > 0
+    assert len(tm.vertices) == solid.n_points and len(tm.faces) == solid.n_cells
+    np.testing.assert_allclose(tm.extents, stl.extents, rtol=1e-6)
+    assert _listing(tmp_path) == ["solid.3mf", "solid.glb", "solid.stl"]
+
+
+def test_glb_with_vertex_colours_and_from_arrays(mesh, tmp_path):
+    from face3d_mesh.mesharrays import MeshArrays
+
+    arrays = MeshArrays.from_polydata(mesh)
+    assert arrays.n_points == mesh.n_points and arrays.n_cells == mesh.n_cells
+    (path,) = export_mesh(arrays, tmp_path / "face.glb")  # no texture: vertex colours
+    gltf, _, accessor = _glb(path)
+    (prim,) = gltf.meshes[0].primitives
+    assert prim.attributes.TEXCOORD_0 is None
+    colours = accessor(prim.attributes.COLOR_0)
+    np.testing.assert_array_equal(colours[:, :3], mesh.point_data["RGB"])
+    # the arrays and the PolyData write the same bytes
+    export_mesh(mesh, tmp_path / "poly.stl")
+    export_mesh(arrays, tmp_path / "arrays.stl")
+    assert (tmp_path / "poly.stl").read_bytes() == (tmp_path / "arrays.stl").read_bytes()
+
+
+def test_glb_texture_must_match(mesh, tmp_path):
+    with pytest.raises(UsageError, match="photo"):
+        export_mesh(mesh, tmp_path / "face.glb", texture=np.zeros((4, 4, 3), np.uint8))
+    from face3d_mesh.mesharrays import MeshArrays
+
+    bare = MeshArrays(points=np.asarray(mesh.points), faces=np.asarray(mesh.regular_faces))
+    with pytest.raises(UsageError, match="no UV"):
+        export_mesh(bare, tmp_path / "p.glb", texture=np.zeros((4, 4, 3), np.uint8))
+    assert _listing(tmp_path) == []

@@ -40,7 +40,7 @@ KEYS = [
     ("m", "m", "measure: pick the surface point under the cursor (2 picks = distance)"),
     ("c", "c", "clear the measurement"),
     ("s", "s", "screenshot (PNG next to the input, or in the current folder)"),
-    ("e", "e", "export the mesh as STL and OBJ (real mm, no exaggeration)"),
+    ("e", "e", "export the mesh as STL, OBJ, GLB and 3MF (real size, no exaggeration)"),
     ("q", "q / Esc", "quit"),
 ]
 
@@ -49,6 +49,9 @@ KEYS = [
 CAPTION_PT = 14
 STATUS_PT = 11
 PANEL_LABEL_PT = 12
+
+#: What the ``e`` key writes (a textured OBJ and GLB when the mesh has a photo).
+EXPORT_FORMATS = (".stl", ".obj", ".glb", ".3mf")
 
 EXAGGERATION_STEP = 1.25
 SMOOTH_STEP_MM = 0.5
@@ -1217,7 +1220,7 @@ class FaceViewer:
         self._message(f"screenshot: {out}")
         return out
 
-    def export(self, formats=(".stl", ".obj")):
+    def export(self, formats=EXPORT_FORMATS):
         """Export the current mesh (current smoothing, real mm) next to the input.
 
         Parameters

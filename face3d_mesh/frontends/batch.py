@@ -224,7 +224,8 @@ def reconstruct_batch(
         Image files.
     out_dir : str or os.PathLike
         Output folder (created if missing).
-    fmt : {"stl", "obj", "ply"}, keyword-only
+    fmt : {"stl", "obj", "ply", "glb", "3mf"}, keyword-only
+        Output format (an extension of :data:`face3d_mesh.exporters.EXPORTERS`, no dot).
     config : ReconstructionConfig, keyword-only
     solid, base_mm, width_mm : keyword-only
         As for :meth:`Reconstruction.save`.
@@ -242,8 +243,11 @@ def reconstruct_batch(
     on_item : callable, optional, keyword-only
         Called with each finished :class:`BatchItem`.
     """
-    if fmt not in ("stl", "obj", "ply"):
-        raise UsageError(f"unknown format {fmt!r}: use stl, obj or ply")
+    from ..exporters import supported_extensions
+
+    formats = [ext[1:] for ext in supported_extensions()]
+    if fmt not in formats:
+        raise UsageError(f"unknown format {fmt!r}: use {', '.join(formats)}")
     if workers < 1:
         raise UsageError("workers must be at least 1")
     config = config or ReconstructionConfig()

@@ -20,6 +20,10 @@ __all__ = ["main", "build_parser"]
 
 PROG = "face3d-mesh"
 
+#: Mesh formats, as in :data:`face3d_mesh.exporters.EXPORTERS` (listed here so that building
+#: the parser does not import numpy; a test keeps the two the same).
+MESH_FORMATS = ("stl", "obj", "ply", "glb", "3mf")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with our one-line error format (exit code 2)."""
@@ -184,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="write the face mesh as STL, OBJ (+texture) or PLY",
+        help="write the face mesh as STL, OBJ (+texture), PLY, GLB (+texture) or 3MF",
         description="Reconstruct the face and write it as a mesh file.",
     )
     p.add_argument("photo", help="input photo (JPEG, PNG, WebP, BMP, TIFF)")
@@ -192,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         required=True,
-        help="output file: .stl (binary), .obj (+ .mtl + texture PNG), .ply",
+        help="output file: .stl (binary, mm), .obj (+ .mtl + texture PNG), .ply (colours), "
+        ".glb (glTF binary, metres, textured), .3mf (mm, for slicers)",
     )
     p.add_argument(
         "--solid",
@@ -238,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
 
     p = sub.add_parser("view", help="interactive 3D viewer (or --screenshot headless)")
-    p.add_argument("photo", help="input photo, or a mesh file (.stl, .obj, .ply)")
+    p.add_argument(
+        "photo", help="input photo, or a mesh file (.stl, .obj, .ply, .glb, .3mf)"
+    )
     p.add_argument(
         "--screenshot", default=None, metavar="PNG", help="render off-screen to this PNG and exit"
     )
@@ -262,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("batch", help="reconstruct every image of a folder or glob")
     p.add_argument("inputs", help="folder, or glob pattern in quotes (e.g. 'photos/*.jpg')")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
-    p.add_argument("--format", choices=["stl", "obj", "ply"], default="stl")
+    p.add_argument("--format", choices=MESH_FORMATS, default="stl", help="mesh format")
     p.add_argument("--solid", action="store_true", help="printable solids")
     p.add_argument("--width-mm", type=_positive_float, default=None)
     p.add_argument("--base-mm", type=_positive_float, default=3.0)
