@@ -25,6 +25,7 @@ import numpy as np
 from ._atomic import check_writable, write_atomically
 from .errors import OutputError, UsageError
 from .mesharrays import MeshArrays, as_mesh_arrays
+from .readers import load_mesh, mesh_texture  # noqa: F401 - the readers of these formats
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
@@ -34,6 +35,7 @@ __all__ = [
     "export",
     "export_mesh",
     "load_mesh",
+    "mesh_texture",
     "supported_extension",
     "supported_extensions",
 ]
@@ -356,32 +358,6 @@ def export(
     elif width_mm is not None:
         raise UsageError("width_mm applies to solids only (use solid=True)")
     return export_mesh(obj, path)
-
-
-def load_mesh(path: str | os.PathLike):
-    """Read a mesh file (.stl, .obj, .ply) as a ``pyvista.PolyData`` in its own units.
-
-    Raises
-    ------
-    ImageError
-        Missing file, unsupported extension or unreadable content.
-    """
-    from .errors import ImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
-    if path.suffix.lower() not in EXPORTERS:
-        raise ImageError(f"{path}: not a mesh file (use .stl, .obj or .ply)")
-    import pyvista as pv
-
-    try:
-        mesh = pv.read(path)
-    except Exception as exc:  # VTK readers raise many kinds of errors
-        raise ImageError(f"{path}: cannot read mesh ({type(exc).__name__})") from None
-    if not isinstance(mesh, pv.PolyData) or mesh.n_cells == 0:
-        raise ImageError(f"{path}: the file holds no triangles")
-    return mesh
 
 
 def export_mesh(

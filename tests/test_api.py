@@ -23,6 +23,7 @@ PUBLIC = {
     "export_mesh",
     "export",
     "load_mesh",
+    "mesh_texture",
     "save_depth",
     "depth_to_gray",
     "show",

@@ -379,9 +379,17 @@ class FaceViewer:
         m = mesh.triangulate() if not mesh.is_all_triangles else mesh.copy()
         return m
 
+    def _texture_image(self):
+        """The photo of a reconstruction, or the texture a mesh file came with, or None."""
+        if self.rec is not None:
+            return self.rec.image
+        from ..readers import mesh_texture
+
+        return mesh_texture(self.base)
+
     def _has_texture(self):
         tc = self.base.point_data.active_texture_coordinates
-        return self.rec is not None and tc is not None
+        return tc is not None and self._texture_image() is not None
 
     def _has_rgb(self):
         return "RGB" in self.base.point_data or "RGBA" in self.base.point_data
@@ -557,7 +565,7 @@ class FaceViewer:
             surf, color=SKIN, specular=0.25, specular_power=20, ambient=0.12, diffuse=0.9, **common
         )
         if self._has_texture():
-            self.texture = pv.Texture(np.ascontiguousarray(self.rec.image[..., :3]))
+            self.texture = pv.Texture(np.ascontiguousarray(self._texture_image()[..., :3]))
             self.actors["textured"] = p.add_mesh(
                 surf, texture=self.texture, ambient=0.25, diffuse=0.8, specular=0.05, **common
             )
@@ -1241,7 +1249,8 @@ class FaceViewer:
             else:
                 from ..exporters import export_mesh
 
-                written += [Path(x) for x in export_mesh(self.base, path)]
+                texture = self._texture_image() if self._has_texture() else None
+                written += [Path(x) for x in export_mesh(self.base, path, texture=texture)]
         self._message("exported: " + ", ".join(str(p) for p in written))
         return written
 

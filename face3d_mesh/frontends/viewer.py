@@ -17,7 +17,6 @@ import ctypes
 import ctypes.util
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from ..errors import ImageError, OutputError, UsageError
@@ -34,7 +33,7 @@ __all__ = [
 ]
 
 MODES = ("shaded", "textured", "wireframe", "points", "depth")
-MESH_SUFFIXES = (".stl", ".obj", ".ply")
+MESH_SUFFIXES = (".stl", ".obj", ".ply", ".glb", ".3mf")
 
 
 class NoDisplayError(UsageError):
@@ -118,10 +117,11 @@ def parse_size(text) -> tuple[int, int]:
 
 
 def load_mesh(path):
-    """Read a mesh file (``.stl``, ``.obj``, ``.ply``) for viewing.
+    """Read a mesh file (``.stl``, ``.obj``, ``.ply``, ``.glb``, ``.3mf``) for viewing.
 
-    :func:`face3d_mesh.load_mesh` (the exporters' reader), then extracted to a triangulated
-    ``pyvista.PolyData``.
+    :func:`face3d_mesh.load_mesh`, then triangulated: an OBJ keeps the texture its MTL file
+    names, a GLB its embedded texture, a PLY its vertex colours (the viewer's ``textured``
+    mode shows them).
 
     Parameters
     ----------
@@ -131,7 +131,8 @@ def load_mesh(path):
     Returns
     -------
     pyvista.PolyData
-        The mesh, triangulated; PLY vertex colours (if any) are kept as point data.
+        The mesh, triangulated, in mm, with what :func:`face3d_mesh.load_mesh` reads (UVs
+        and the texture in field data, vertex colours as point data ``"RGB"``).
 
     Raises
     ------
@@ -140,11 +141,9 @@ def load_mesh(path):
     """
     import pyvista as pv
 
-    from ..exporters import load_mesh as read_mesh
+    from ..readers import load_mesh as read_mesh
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # VTK readers warn before failing; we raise instead
-        mesh = read_mesh(path)
+    mesh = read_mesh(path)
     if not isinstance(mesh, pv.PolyData):
         mesh = mesh.extract_surface()
     if mesh.n_points == 0 or mesh.n_cells == 0:
@@ -198,7 +197,8 @@ def show(
     ----------
     source : Reconstruction, pyvista.DataSet, str or Path
         A :class:`~face3d_mesh.Reconstruction` (3D view + photo + depth map), a mesh
-        (3D view only), or the path of a ``.stl``/``.obj``/``.ply`` file.
+        (3D view only), or the path of a mesh file (``.stl``, ``.obj``, ``.ply``, ``.glb``,
+        ``.3mf``).
     off_screen : bool
         Render without opening a window. Implied by ``screenshot``.
     screenshot : str or Path or None
@@ -325,7 +325,7 @@ def run_view(
     ----------
     source : str, Path or ndarray
         A photo (path or H×W×3 uint8 RGB array), reconstructed with
-        :func:`face3d_mesh.reconstruct`, or a ``.stl``/``.obj``/``.ply`` mesh file.
+        :func:`face3d_mesh.reconstruct`, or a mesh file (see :data:`MESH_SUFFIXES`).
     screenshot : str or Path or None
         Render off-screen to this PNG instead of opening a window.
     size : tuple of int or str
