@@ -270,12 +270,23 @@ def write_glb(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     from trimesh.exchange.gltf import export_glb
 
     tm = _trimesh(mesh, scale=GLB_METRES_PER_MM, texture=texture)
-
-    def note_generator(tree):
-        tree["asset"]["generator"] = "face3d_mesh (trimesh)"
-
-    data = export_glb(tm.scene(), include_normals=True, tree_postprocessor=note_generator)
+    data = export_glb(tm.scene(), include_normals=True, tree_postprocessor=_finish_gltf_tree)
     return {path: bytes(data)}
+
+
+def _finish_gltf_tree(tree: dict) -> None:
+    """Name the generator; mark vertex and index buffer views as such (glTF's ``target``)."""
+    tree["asset"]["generator"] = "face3d_mesh (trimesh)"
+    views, accessors = tree.get("bufferViews", []), tree.get("accessors", [])
+    for mesh in tree.get("meshes", []):
+        for prim in mesh.get("primitives", []):
+            uses = [(i, 34962) for i in prim.get("attributes", {}).values()]  # ARRAY_BUFFER
+            if "indices" in prim:
+                uses.append((prim["indices"], 34963))  # ELEMENT_ARRAY_BUFFER
+            for index, target in uses:
+                view = accessors[index].get("bufferView")
+                if view is not None:
+                    views[view]["target"] = target
 
 
 def write_3mf(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
