@@ -210,32 +210,78 @@ def _extend(d: np.ndarray, known: np.ndarray, n_rings: int) -> np.ndarray:
     return out
 
 
+#: Hole regions up to this many pixels are solved as dense systems with numpy (no SciPy
+#: import, ~0.1 s at start-up); larger ones with SciPy's sparse solver.
+_DENSE_FILL_MAX_PX = 256
+
+
 def _harmonic_fill(d: np.ndarray, known: np.ndarray, holes: np.ndarray) -> np.ndarray:
     """Fill ``holes`` with the solution of Laplace's equation, Dirichlet data from ``known``.
 
     Neighbours that are neither known nor holes (outside the mask) are ignored (zero normal
     derivative).  Hole regions touching no known pixel get the median of the known depth.
+    Each hole region (4-connected) is its own linear system, solved directly: densely when
+    small (the usual case: outliers and small gaps), sparsely when large.
     """
-    from scipy import ndimage, sparse
-    from scipy.sparse.linalg import spsolve
+    import cv2
 
     out = d.copy()
-    known_full = known
     rows = np.flatnonzero(holes.any(axis=1))
     cols = np.flatnonzero(holes.any(axis=0))
     r0, r1 = max(rows[0] - 1, 0), rows[-1] + 2
     c0, c1 = max(cols[0] - 1, 0), cols[-1] + 2
-    d = d[r0:r1, c0:c1].astype(np.float64)
-    known = known[r0:r1, c0:c1]
-    holes = holes[r0:r1, c0:c1]
+    crop = (slice(r0, r1), slice(c0, c1))
+    hr, hc, diag, rhs, a, b = _laplace_system(d[crop].astype(np.float64), known[crop], holes[crop])
+    n_regions, labels = cv2.connectedComponents(holes[crop].astype(np.uint8), connectivity=4)
+    # Regions without any known neighbour would make their system singular.
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    touching = cv2.dilate(known[crop].astype(np.uint8), cross).astype(bool) & holes[crop]
+    solvable = np.zeros(n_regions, dtype=bool)
+    solvable[np.unique(labels[touching])] = True
+    region = labels[hr, hc]
+    values = np.zeros(hr.size)
+    if not solvable[region].all():
+        values[~solvable[region]] = float(np.median(d[known]))
+    sizes = np.bincount(region, minlength=n_regions)
+    single = solvable[region] & (sizes[region] == 1)
+    values[single] = rhs[single] / diag[single]
+    order = np.argsort(region, kind="stable")  # pixels of each region, contiguous, sorted
+    starts = np.searchsorted(region[order], np.arange(n_regions + 1))
+    pair_order = np.argsort(region[a], kind="stable")
+    a, b = a[pair_order], b[pair_order]
+    pair_starts = np.searchsorted(region[a], np.arange(n_regions + 1))
+    large = []
+    for lab in np.flatnonzero(solvable & (sizes > 1)):
+        pix = order[starts[lab] : starts[lab + 1]]
+        if pix.size > _DENSE_FILL_MAX_PX:
+            large.append(pix)
+            continue
+        pairs = slice(pair_starts[lab], pair_starts[lab + 1])
+        system = np.diag(diag[pix])
+        np.subtract.at(system, (np.searchsorted(pix, a[pairs]), np.searchsorted(pix, b[pairs])), 1)
+        values[pix] = np.linalg.solve(system, rhs[pix])
+    if large:
+        values = _sparse_fill(values, np.concatenate(large), diag, rhs, a, b)
+    out[r0 + hr, c0 + hc] = values
+    return out
+
+
+def _laplace_system(d: np.ndarray, known: np.ndarray, holes: np.ndarray):
+    """The 5-point Laplace system of the hole pixels.
+
+    Returns the hole pixels' rows and columns, the diagonal (number of known or hole
+    4-neighbours), the right-hand side (sum of the known neighbours' depths) and the pairs
+    ``(a, b)`` of hole pixels that are neighbours (indices into the hole pixels, each pair
+    in both directions): the system is ``diag[i] x[i] - sum_{(i, j)} x[j] = rhs[i]``.
+    """
     h, w = d.shape
-    idx = np.full(d.shape, -1, dtype=np.int64)
     hr, hc = np.nonzero(holes)
     n = hr.size
+    idx = np.full(d.shape, -1, dtype=np.int64)
     idx[hr, hc] = np.arange(n)
     diag = np.zeros(n)
     rhs = np.zeros(n)
-    rows_l, cols_l = [], []
+    pair_a, pair_b = [], []
     for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         nr, nc = hr + dr, hc + dc
         inside = (nr >= 0) & (nr < h) & (nc >= 0) & (nc < w)
@@ -245,26 +291,27 @@ def _harmonic_fill(d: np.ndarray, known: np.ndarray, holes: np.ndarray) -> np.nd
         is_hole = holes[nr_i, nc_i]
         diag += np.bincount(me[is_known | is_hole], minlength=n)
         rhs += np.bincount(me[is_known], weights=d[nr_i[is_known], nc_i[is_known]], minlength=n)
-        rows_l.append(me[is_hole])
-        cols_l.append(idx[nr_i[is_hole], nc_i[is_hole]])
-    # Components without any known neighbour would make the system singular.
-    labels, _ = ndimage.label(holes)
-    touching = ndimage.binary_dilation(known) & holes
-    good_labels = np.unique(labels[touching])
-    solvable = np.isin(labels[hr, hc], good_labels)
-    if not solvable.all():
-        fallback = float(np.median(out[known_full]))
-        diag = np.where(solvable, diag, 1.0)
-        rhs = np.where(solvable, rhs, fallback)
-    r = np.concatenate(rows_l)
-    c = np.concatenate(cols_l)
-    keep = solvable[r]
-    a = sparse.csr_matrix(
+        pair_a.append(me[is_hole])
+        pair_b.append(idx[nr_i[is_hole], nc_i[is_hole]])
+    return hr, hc, diag, rhs, np.concatenate(pair_a), np.concatenate(pair_b)
+
+
+def _sparse_fill(values, pix, diag, rhs, a, b):
+    """Solve the hole pixels ``pix`` (whole regions) with SciPy's sparse direct solver."""
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    pix = np.sort(pix)
+    sel = np.isin(a, pix)
+    pa, pb = np.searchsorted(pix, a[sel]), np.searchsorted(pix, b[sel])
+    m = pix.size
+    system = sparse.csr_matrix(
         (
-            np.concatenate([diag, -np.ones(keep.sum())]),
-            (np.concatenate([np.arange(n), r[keep]]), np.concatenate([np.arange(n), c[keep]])),
+            np.concatenate([diag[pix], -np.ones(pa.size)]),
+            (np.concatenate([np.arange(m), pa]), np.concatenate([np.arange(m), pb])),
         ),
-        shape=(n, n),
+        shape=(m, m),
     )
-    out[r0 + hr, c0 + hc] = spsolve(a, rhs)
-    return out
+    values = values.copy()
+    values[pix] = spsolve(system, rhs[pix])
+    return values

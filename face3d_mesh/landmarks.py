@@ -160,7 +160,8 @@ class LandmarkDetector:
             return
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        from mediapipe.python.solutions import face_detection, face_mesh
+        solutions = mediapipe_solutions()
+        face_detection, face_mesh = solutions.face_detection, solutions.face_mesh
 
         self._box_detector = face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=self.min_confidence
@@ -430,7 +431,7 @@ def face_mesh_triangles() -> np.ndarray:
         bounded by :data:`FACE_OVAL` with three holes: the two eye openings and the mouth
         (see :func:`face_mesh_holes`).
     """
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+    FACEMESH_TESSELATION = mediapipe_solutions().face_mesh_connections.FACEMESH_TESSELATION  # noqa: N806
 
     # MediaPipe publishes the tesselation as edges; its faces are the 3-cliques of that
     # graph, except two cliques that merely enclose real faces: all three of their edges
@@ -480,6 +481,80 @@ def face_mesh_holes() -> tuple[tuple[int, ...], ...]:
             previous, current = current, nxt
         loops.append(tuple(loop))
     return tuple(loops)
+
+
+#: MediaPipe's drawing helpers: ``import mediapipe`` runs them, and ``drawing_utils`` imports
+#: matplotlib.pyplot (~0.35 s, a third of a cold ``export``); we never draw with them.
+_MEDIAPIPE_DRAWING = (
+    "mediapipe.python.solutions.drawing_styles",
+    "mediapipe.python.solutions.drawing_utils",
+)
+
+
+def mediapipe_solutions():
+    """MediaPipe's ``solutions`` package, imported without its drawing helpers' cost.
+
+    Importing any part of MediaPipe runs ``mediapipe/__init__.py``, which imports every
+    solution, among them ``drawing_utils``, which imports matplotlib.  When MediaPipe is not
+    imported yet, its two drawing modules are imported deferred: each module object exists
+    (``mediapipe.solutions.drawing_utils`` works as usual) but its code, and matplotlib,
+    run at the first use of one of its attributes.  Nothing else changes.
+
+    Returns
+    -------
+    module
+        ``mediapipe.python.solutions`` (also ``mediapipe.solutions``).
+    """
+    if "mediapipe" in sys.modules:
+        import mediapipe.python.solutions as solutions
+
+        return solutions
+    finder = _DeferredModules(_MEDIAPIPE_DRAWING)
+    sys.meta_path.insert(0, finder)
+    try:
+        import mediapipe.python.solutions as solutions
+    finally:
+        sys.meta_path.remove(finder)
+    return solutions
+
+
+class _DeferredModules:
+    """Import hook: the named modules are created but run only when an attribute is used."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, name, path, target=None):
+        if name not in self.names:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = _DeferredLoader(spec.loader)
+        return spec
+
+
+class _DeferredLoader:
+    """Loader whose module runs its real loader at its first missing-attribute lookup."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def create_module(self, spec):
+        return None  # the default module object
+
+    def exec_module(self, module):
+        real = self.real
+
+        def __getattr__(name):  # PEP 562: only called for attributes the module lacks
+            del module.__dict__["__getattr__"]
+            module.__loader__ = module.__spec__.loader = real
+            real.exec_module(module)
+            return getattr(module, name)
+
+        module.__getattr__ = __getattr__
 
 
 def _edges(tri):

@@ -151,3 +151,35 @@ def test_shape_mismatch():
         filter_depth(depth, mask[:-1], mm_per_px=0.5)
     with pytest.raises(UsageError, match="2-D"):
         filter_depth(depth[None], mask[None], mm_per_px=0.5)
+
+
+def test_hole_fill_dense_and_sparse_solves_agree(monkeypatch):
+    """Small hole regions are solved densely (numpy), large ones sparsely (SciPy): the same
+    harmonic fill either way, on outliers, gaps, a large hole and an island of holes."""
+    from face3d_mesh import filtering
+
+    rng = np.random.default_rng(3)
+    h, w = 120, 100
+    yy, xx = np.mgrid[:h, :w]
+    mask = ((yy - 60) / 55.0) ** 2 + ((xx - 50) / 45.0) ** 2 < 1
+    mask[:4, :4] = True  # a separate corner of the mask, all holes: no known neighbour
+    d = (np.sin(xx / 7.0) * 5 + yy * 0.1).astype(np.float32)
+    holes = mask & (rng.random((h, w)) < 0.08)
+    holes |= mask & ((yy - 60) ** 2 + (xx - 35) ** 2 < 15**2)  # ~700 px: sparse by default
+    holes[:4, :4] = True
+    known = mask & ~holes
+    d_in = np.where(known, d, 0).astype(np.float32)
+    default = filtering._harmonic_fill(d_in, known, holes)
+    monkeypatch.setattr(filtering, "_DENSE_FILL_MAX_PX", 0)  # every region sparse
+    sparse = filtering._harmonic_fill(d_in, known, holes)
+    monkeypatch.setattr(filtering, "_DENSE_FILL_MAX_PX", 10**6)  # every region dense
+    dense = filtering._harmonic_fill(d_in, known, holes)
+    np.testing.assert_allclose(default[holes], sparse[holes], atol=1e-4)
+    np.testing.assert_allclose(dense[holes], sparse[holes], atol=1e-4)
+    assert np.all(dense[:4, :4] == np.median(d_in[known]))  # the island: the median
+    np.testing.assert_array_equal(dense[known], d_in[known])
+    # harmonic: each filled pixel of the big hole is the mean of its 4 neighbours
+    r, c = 60, 35
+    assert dense[r, c] == pytest.approx(
+        (dense[r - 1, c] + dense[r + 1, c] + dense[r, c - 1] + dense[r, c + 1]) / 4, abs=1e-4
+    )

@@ -373,14 +373,18 @@ def _describe(rec) -> str:
 
 
 def _cmd_export(args):
-    from ..exporters import supported_extension
+    from ..exporters import export_mesh, supported_extension
 
     supported_extension(args.output)  # fail before the slow work
     if args.width_mm is not None and not args.solid:
         raise UsageError("--width-mm applies to --solid only")
     rec = _reconstruct(args)
-    written = rec.save(args.output, solid=args.solid, base_mm=args.base_mm, width_mm=args.width_mm)
-    mesh = rec.solid(base_mm=args.base_mm, width_mm=args.width_mm) if args.solid else rec.mesh
+    if args.solid:
+        mesh = rec.solid(base_mm=args.base_mm, width_mm=args.width_mm)
+        written = export_mesh(mesh, args.output)
+    else:
+        mesh = rec.mesh
+        written = rec.save(args.output)  # with the photo as texture where the format has one
     lo, hi = mesh.bounds[0::2], mesh.bounds[1::2]
     size = " × ".join(f"{b - a:.1f}" for a, b in zip(lo, hi, strict=True))
     _say(args, _describe(rec))
