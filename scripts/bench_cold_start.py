@@ -10,10 +10,14 @@ Two commands, each a fresh interpreter, run interleaved ``--repeats`` times:
   (``mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True)``).
 
 Prints JSON: each command's wall times, their medians and ``ratio`` = median export /
-median baseline (target ≤ 1.5). Also, with ``--imports``, which heavy modules the export
-path imports (it should import neither pyvista, matplotlib nor torch).
+median baseline (target ≤ 1.5), and the same for CPU time (user + system, all threads),
+which other jobs on a busy machine disturb less than wall time. With ``--imports``, also the
+heavy modules the export path imports (neither matplotlib nor torch; pyvista and scipy until
+the surface and solid stages keep their meshes as arrays).
 
-Usage: ``python scripts/bench_cold_start.py [--repeats 9] [--photo PATH] [--imports]``.
+Usage: ``python scripts/bench_cold_start.py [--repeats 9] [--photo PATH] [--imports]
+[--tree OTHER_CHECKOUT ...]``; each ``--tree`` adds the same export run from another checkout
+of the package (e.g. ``main``), interleaved with the others, to compare code versions.
 Timings are wall clock on a possibly busy machine: compare the two medians of one run.
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,20 +50,24 @@ sys.exit(0 if found else 3)
 HEAVY = ("pyvista", "vtk", "matplotlib", "torch", "scipy", "skimage", "trimesh")
 
 
-def _env(torch_home: str) -> dict:
+def _env(torch_home: str, root: Path = ROOT) -> dict:
     env = dict(os.environ)
     env["TORCH_HOME"] = torch_home  # no cached weights: auto = landmarks, as on a fresh install
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
-def _timed(cmd: list[str], env: dict) -> float:
+def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, all threads) of one run, seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr[-800:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def _imports(photo: Path, out: Path, env: dict) -> list[str]:
@@ -82,22 +91,32 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--photo", type=Path, default=SAMPLE)
     parser.add_argument("--imports", action="store_true", help="also list heavy imports")
+    parser.add_argument("--tree", type=Path, action="append", default=[],
+                        help="also time the export of another checkout (repeatable)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = _env(str(Path(tmp) / "torch_home"))
+        home = str(Path(tmp) / "torch_home")
+        env = _env(home)
         out = Path(tmp) / "bust.stl"
+        export = [sys.executable, "-m", "face3d_mesh", "export", str(args.photo), "-o", str(out),
+                  "--solid", "-q"]  # fmt: skip
         commands = {
-            "export": [sys.executable, "-m", "face3d_mesh", "export", str(args.photo), "-o",
-                       str(out), "--solid", "-q"],
-            "baseline": [sys.executable, "-c", BASELINE, str(args.photo)],
-        }  # fmt: skip
-        for cmd in commands.values():  # warm the file cache once, not timed
-            _timed(cmd, env)
+            "export": (export, env),
+            "baseline": ([sys.executable, "-c", BASELINE, str(args.photo)], env),
+        }
+        for tree in args.tree:
+            commands[f"export@{tree}"] = (export, _env(home, tree.resolve()))
+        for cmd, cmd_env in commands.values():  # warm the file cache once, not timed
+            _timed(cmd, cmd_env)
         times: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):
-            for name, cmd in commands.items():
-                times[name].append(_timed(cmd, env))
+            for name, (cmd, cmd_env) in commands.items():
+                wall, used = _timed(cmd, cmd_env)
+                times[name].append(wall)
+                cpu[name].append(used)
         medians = {name: statistics.median(t) for name, t in times.items()}
+        cpu_medians = {name: statistics.median(t) for name, t in cpu.items()}
         report = {
             "photo": str(args.photo),
             "repeats": args.repeats,
@@ -106,7 +125,16 @@ def main() -> None:
             "median_s": {k: round(v, 3) for k, v in medians.items()},
             "times_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
             "ratio": round(medians["export"] / medians["baseline"], 3),
+            "ratios_of_trees": {
+                name: round(medians[name] / medians["baseline"], 3)
+                for name in medians
+                if name.startswith("export@")
+            },
             "target_ratio": 1.5,
+            # CPU time (all threads) is less disturbed by other jobs on a busy machine
+            "cpu_median_s": {k: round(v, 3) for k, v in cpu_medians.items()},
+            "cpu_ratio": round(cpu_medians["export"] / cpu_medians["baseline"], 3),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
         }
         if args.imports:
             report["export_heavy_imports"] = _imports(args.photo, out, env)
