@@ -39,6 +39,7 @@ _LAZY = {
     "depth_to_mesh": "surface",
     "make_solid": "solid",
     "export_mesh": "exporters",
+    "MeshArrays": "mesharrays",
     "export": "exporters",
     "load_mesh": "readers",
     "mesh_texture": "readers",

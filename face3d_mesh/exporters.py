@@ -365,6 +365,8 @@ def export(
     if solid:
         from .solid import make_solid
 
+        if isinstance(obj, MeshArrays):
+            obj = obj.to_polydata()
         obj = make_solid(obj, base_mm=base_mm, width_mm=width_mm)
     elif width_mm is not None:
         raise UsageError("width_mm applies to solids only (use solid=True)")

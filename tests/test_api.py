@@ -24,6 +24,7 @@ PUBLIC = {
     "export",
     "load_mesh",
     "mesh_texture",
+    "MeshArrays",
     "save_depth",
     "depth_to_gray",
     "show",

@@ -299,6 +299,12 @@ def test_glb_with_vertex_colours_and_from_arrays(mesh, tmp_path):
     export_mesh(mesh, tmp_path / "poly.stl")
     export_mesh(arrays, tmp_path / "arrays.stl")
     assert (tmp_path / "poly.stl").read_bytes() == (tmp_path / "arrays.stl").read_bytes()
+    # and the API's export closes arrays into a solid too
+    import face3d_mesh
+
+    (solid,) = face3d_mesh.export(arrays, tmp_path / "solid.3mf", solid=True, width_mm=50)
+    tm = trimesh.load(solid, force="mesh")
+    assert tm.is_watertight and tm.extents[0] == pytest.approx(50, abs=1e-3)
 
 
 def test_glb_texture_must_match(mesh, tmp_path):
