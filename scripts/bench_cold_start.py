@@ -57,11 +57,15 @@ def _env(torch_home: str, root: Path = ROOT) -> dict:
     return env
 
 
-def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
-    """Wall time and CPU time (user + system, all threads) of one run, seconds."""
+def _timed(cmd: list[str], env: dict, cwd: str) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, all threads) of one run, seconds.
+
+    ``cwd`` is a folder without the package: ``python -m`` imports from the current folder
+    first, which would shadow the checkout named by ``PYTHONPATH``.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
@@ -80,7 +84,12 @@ def _imports(photo: Path, out: Path, env: dict) -> list[str]:
         f"sys.exit(main(['export', {str(photo)!r}, '-o', {str(out)!r}, '--solid', '-q']))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     line = next((x for x in result.stdout.splitlines() if x.startswith("HEAVY")), "HEAVY []")
     return json.loads(line[len("HEAVY ") :].replace("'", '"'))
@@ -107,12 +116,12 @@ def main() -> None:
         for tree in args.tree:
             commands[f"export@{tree}"] = (export, _env(home, tree.resolve()))
         for cmd, cmd_env in commands.values():  # warm the file cache once, not timed
-            _timed(cmd, cmd_env)
+            _timed(cmd, cmd_env, tmp)
         times: dict[str, list[float]] = {name: [] for name in commands}
         cpu: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):
             for name, (cmd, cmd_env) in commands.items():
-                wall, used = _timed(cmd, cmd_env)
+                wall, used = _timed(cmd, cmd_env, tmp)
                 times[name].append(wall)
                 cpu[name].append(used)
         medians = {name: statistics.median(t) for name, t in times.items()}
