@@ -374,7 +374,10 @@ def export(
 
 
 def export_mesh(
-    mesh: pv.PolyData, path: str | os.PathLike, *, texture: np.ndarray | None = None
+    mesh: pv.PolyData | MeshArrays,
+    path: str | os.PathLike,
+    *,
+    texture: np.ndarray | None = None,
 ) -> list[Path]:
     """Write ``mesh`` to ``path``; the format follows the extension (see :data:`EXPORTERS`).
 
@@ -413,7 +416,7 @@ def export_mesh(
     path = Path(path)
     exporter = EXPORTERS[supported_extension(path)]
     check_writable(path)
-    files = exporter(mesh, path, texture=texture)
+    files = exporter(as_mesh_arrays(mesh), path, texture=texture)  # the arrays, once
     for p in files:
         check_writable(p)
     write_atomically(files)

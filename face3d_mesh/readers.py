@@ -32,9 +32,6 @@ __all__ = ["MESH_EXTENSIONS", "load_mesh", "mesh_texture"]
 MESH_EXTENSIONS = (".stl", ".obj", ".ply", ".glb", ".3mf")
 
 _VTK_READ = (".stl", ".obj", ".ply")
-_MM_PER_UNIT = {"millimeter": 1.0, "mm": 1.0, "centimeter": 10.0, "cm": 10.0,
-                "meter": 1000.0, "m": 1000.0, "inch": 25.4, "in": 25.4,
-                "foot": 304.8, "micron": 1e-3}  # fmt: skip
 
 
 def load_mesh(path: str | os.PathLike):
@@ -152,11 +149,12 @@ def _read_trimesh(path: Path):
     tm = trimesh.load(path, force="mesh", process=False)
     if not isinstance(tm, trimesh.Trimesh) or len(tm.faces) == 0:
         return None
-    if ext == ".glb":
-        scale = 1000.0  # glTF's unit is the metre
-    else:
-        unit = str(tm.units or "millimeter").lower()
-        scale = _MM_PER_UNIT.get(unit, 1.0)
+    scale = 1000.0  # glTF's unit is the metre
+    if ext != ".glb":  # a 3MF says its unit (millimetre when it does not)
+        try:
+            scale = trimesh.units.unit_conversion(tm.units or "millimeters", "millimeters")
+        except ValueError:
+            scale = 1.0
     mesh = pv.PolyData.from_regular_faces(
         np.asarray(tm.vertices, np.float64) * scale, np.asarray(tm.faces, np.int64)
     )

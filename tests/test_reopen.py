@@ -126,3 +126,20 @@ def test_viewer_export_of_a_reopened_file_keeps_its_texture(written, tmp_path):
     for ext in (".obj", ".glb"):
         back = face3d_mesh.load_mesh(tmp_path / f"again_mesh_01{ext}")
         assert face3d_mesh.mesh_texture(back) is not None
+
+
+def test_3mf_in_another_unit_is_read_in_mm(astronaut_rec, tmp_path):
+    import zipfile
+
+    (path,) = astronaut_rec.save(tmp_path / "bust.3mf", solid=True, width_mm=80)
+    inch = tmp_path / "inch.3mf"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(inch, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "3D/3dmodel.model":
+                data = data.replace(b'unit="millimeter"', b'unit="inch"', 1)
+            dst.writestr(item, data)
+    mm = face3d_mesh.load_mesh(path)
+    inches = face3d_mesh.load_mesh(inch)  # same numbers, read as inches: 25.4 times larger
+    np.testing.assert_allclose(np.ptp(inches.points, axis=0), 25.4 * np.ptp(mm.points, axis=0))
+    assert np.ptp(mm.points[:, 0]) == pytest.approx(80, abs=1e-3)
