@@ -20,9 +20,11 @@ class ReconstructionConfig:
     face : int
         Which face to reconstruct when there are several: 0 is the largest.
     depth : str
-        Depth backend: ``"landmarks"`` (offline, from MediaPipe's 3D landmarks),
-        ``"midas"``, ``"fused"`` or ``"auto"`` (fused when MiDaS weights are available,
-        otherwise landmarks).
+        Depth backend. Offline: ``"landmarks"`` (MediaPipe's 3D landmarks, interpolated),
+        ``"model"`` (the morphable face model fitted to the landmarks, rendered) or
+        ``"hybrid"`` (the mean of the two). Neural: ``"midas"`` (the network's relative
+        depth fitted to the hybrid depth) or ``"fused"`` (plus a smooth correction toward
+        it). ``"auto"``: fused when the network's weights are available, otherwise hybrid.
     depth_model : str
         Registry name of the neural depth model used by ``midas``/``fused``.
     weights : str or None

@@ -61,6 +61,10 @@ class Reconstruction:
         How millimetres were obtained, with its relative uncertainty.
     depth_info : dict
         The depth backend used and its diagnostics (e.g. the fit residual in mm).
+    model_fit : ModelFit
+        The morphable face model fitted to the landmarks (:mod:`face3d_mesh.model_fit`):
+        identity and expression coefficients, head pose, the fitted mesh in mm
+        (``model_fit.mesh``, model frame), per-landmark residuals in pixels of ``image``.
     config : ReconstructionConfig
         The parameters used.
     source : str or None
@@ -83,6 +87,7 @@ class Reconstruction:
     source: str | None = None
     faces_found: int = 1
     timings: dict = field(default_factory=dict)
+    model_fit: object = field(default=None, repr=False, compare=False)
     _depth_stage: _DepthStageResult | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -177,6 +182,7 @@ class Reconstruction:
             mesh=mesh,
             scale=self.scale,
             depth_info=self.depth_info,
+            model_fit=self.model_fit,
             config=config,
             source=self.source,
             faces_found=self.faces_found,
@@ -378,6 +384,7 @@ class _Prepared:
     mask: np.ndarray
     focal_px: float
     focal_source: str
+    model_fit: object
 
 
 def _prepare(source, config, name, stage) -> _Prepared:
@@ -385,6 +392,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
     from .image import load_image
     from .landmarks import detect_faces
     from .mask import face_mask
+    from .model_fit import fit_face_model
     from .scale import estimate_scale
 
     with stage("load"):
@@ -398,14 +406,24 @@ def _prepare(source, config, name, stage) -> _Prepared:
             )
         face = faces[config.face]
         scale = estimate_scale(face.points)
+    focal_px, focal_source = _focal_length(source, image, face, config)
+    with stage("model_fit"):
+        # A perspective camera when the focal length is known; weak perspective otherwise.
+        known = focal_source != "default"
+        height, width = image.shape[:2]
+        model_fit = fit_face_model(
+            face.points,
+            focal_px=focal_px if known else None,
+            principal_point=((width - 1) / 2, (height - 1) / 2) if known else None,
+        )
     with stage("align"):
         aligned = align_face(image, face, size_px=config.working_size_px)
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
         mask = face_mask(face.points, image.shape[:2], erode_px=config.mask_erode_px)
-    focal_px, focal_source = _focal_length(source, image, face, config)
     return _Prepared(
-        name, image, len(faces), face, scale, aligned, crop_mask, mask, focal_px, focal_source
-    )
+        name, image, len(faces), face, scale, aligned, crop_mask, mask, focal_px, focal_source,
+        model_fit,
+    )  # fmt: skip
 
 
 def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconstruction:
@@ -432,6 +450,7 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
             principal_point=(float(centre[0]), float(centre[1])),
             config=config,
             relative=relative,
+            model_fit=prep.model_fit,
         )
         depth_info = {
             **depth_info,
@@ -460,6 +479,7 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
         mesh=mesh,
         scale=prep.scale,
         depth_info=depth_info,
+        model_fit=prep.model_fit,
         config=config,
         source=prep.name,
         faces_found=prep.faces_found,
@@ -524,10 +544,12 @@ def _focal_length(source, image, face, config) -> tuple[float, str]:
 
 
 def _validate(config: ReconstructionConfig) -> None:
+    from .depth._backends import DEPTH_BACKENDS
+
     checks = [
         (config.face >= 0, "face index must be >= 0"),
-        (config.depth in ("landmarks", "midas", "fused", "auto"),
-         f"unknown depth backend {config.depth!r}: use landmarks, midas, fused or auto"),
+        (config.depth in DEPTH_BACKENDS,
+         f"unknown depth backend {config.depth!r}: use {', '.join(DEPTH_BACKENDS)}"),
         (64 <= config.working_size_px <= 4096, "working size must be 64..4096 pixels"),
         (config.mask_erode_px >= 0, "mask erosion must be >= 0"),
         (config.bilateral_sigma_space_mm >= 0, "bilateral spatial sigma must be >= 0 mm"),

@@ -1,8 +1,10 @@
 """Depth backends: how the pipeline gets a depth map of the aligned face crop.
 
 Every backend returns depth in millimetres on the crop's grid (larger = farther, with the
-landmarks' depth offset) and a dict of diagnostics. ``landmarks`` needs nothing but the
-MediaPipe landmarks and works offline; ``midas`` and ``fused`` run a neural network.
+landmarks' depth offset) and a dict of diagnostics. Offline: ``landmarks`` (MediaPipe's
+landmark depths, interpolated), ``model`` (the fitted morphable face, z-buffered) and
+``hybrid`` (their mean; the offline default, see :data:`OFFLINE_DEFAULT`). ``midas`` and
+``fused`` run a neural network; ``fused`` fits it to the offline default's dense depth.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["estimate_depth", "DEPTH_BACKENDS"]
+__all__ = ["estimate_depth", "DEPTH_BACKENDS", "OFFLINE_DEFAULT"]
 
-DEPTH_BACKENDS = ("landmarks", "midas", "fused", "auto")
+DEPTH_BACKENDS = ("landmarks", "model", "hybrid", "midas", "fused", "auto")
+#: What ``auto`` uses without network weights, and the prior ``fused`` fits the network to:
+#: the backend with the smallest shape error on renders of a real head scan at many poses
+#: (``scripts/bench_fidelity.py``; see README, Accuracy).
+OFFLINE_DEFAULT = "hybrid"
 
 
 def landmark_depth_mm(
@@ -43,6 +49,7 @@ def estimate_depth(
     principal_point,
     config,
     relative: np.ndarray | None = None,
+    model_fit=None,
 ) -> tuple[np.ndarray, dict, np.ndarray]:
     """Run the depth backend chosen by ``config.depth`` on an aligned face.
 
@@ -61,6 +68,9 @@ def estimate_depth(
     config : ReconstructionConfig
     relative : numpy.ndarray, optional
         The network's output for this crop when it was computed already (batches).
+    model_fit : ModelFit, optional
+        The morphable model fitted to the photo's landmarks (needed by ``model``,
+        ``hybrid`` and ``fused``).
 
     Returns
     -------
@@ -76,17 +86,40 @@ def estimate_depth(
         aligned, mask, mm_per_px=mm_per_px, focal_px=focal_px, principal_point=principal_point
     )
     backend, note = resolve_backend(config)
+    info = {"backend": backend}
+    if note:
+        info["note"] = note
     if backend == "landmarks":
-        info = {"backend": "landmarks"}
-        if note:
-            info["note"] = note
         return reference, info, landmark_z
+    prior, prior_z, prior_info = _offline_prior(
+        "model" if backend == "model" else OFFLINE_DEFAULT,
+        reference, landmark_z, aligned, mask, mm_per_px, model_fit,
+    )  # fmt: skip
+    if backend in ("model", "hybrid"):
+        return prior, {**info, **prior_info}, prior_z
     if relative is None:
         relative = _estimator(config.depth_model, config.weights, config.device).predict(
             aligned.image
         )
-    depth, info = _fuse(relative, reference, mask, backend=backend, config=config)
-    return depth, info, landmark_z
+    depth, fusion = _fuse(relative, prior, mask, backend=backend, config=config)
+    return depth, {**fusion, "prior": prior_info["backend"]}, prior_z
+
+
+def _offline_prior(backend, reference, landmark_z, aligned, mask, mm_per_px, model_fit):
+    """The ``model`` or ``hybrid`` depth (crop grid, mm), its landmark depths and info."""
+    from ._model_depth import blend_depths, model_depth_mm
+
+    if model_fit is None:
+        raise ValueError(f"the {backend!r} depth backend needs the fitted face model")
+    depth, z = model_depth_mm(
+        model_fit, aligned.matrix, mask, mm_per_px=mm_per_px * aligned.scale
+    )
+    info = {"backend": backend, "model_fit_residual_px": model_fit.to_dict()["residual_median_px"]}
+    if backend == "model":
+        return depth, z, info
+    blended, scale, offset = blend_depths(depth, reference, mask)
+    info.update(landmark_scale=scale)
+    return blended, 0.5 * (z + scale * landmark_z + offset), info
 
 
 def resolve_backend(config) -> tuple[str, str | None]:
@@ -95,7 +128,7 @@ def resolve_backend(config) -> tuple[str, str | None]:
         return config.depth, None
     if _weights_available(config):
         return "fused", None
-    return "landmarks", _midas_advice(config)
+    return OFFLINE_DEFAULT, _midas_advice(config)
 
 
 def predict_relative_batch(images, config, *, batch_size: int) -> list[np.ndarray]:
@@ -114,7 +147,7 @@ def _weights_available(config) -> bool:
 
 def _midas_advice(config) -> str:
     return (
-        f"no weights for depth model {config.depth_model}: using landmark depth; for neural "
+        f"no weights for depth model {config.depth_model}: using {OFFLINE_DEFAULT} depth; for neural "
         f"depth run 'face3d-mesh models download {config.depth_model}' or pass --weights PATH"
     )
 
@@ -122,8 +155,8 @@ def _midas_advice(config) -> str:
 def _fuse(relative, reference, mask, *, backend, config):
     from . import fuse_relative_depth
 
-    # "midas": the network's relative depth put on the landmarks' scale (affine fit only);
-    # "fused": plus the smooth correction of the residual toward the landmarks.
+    # "midas": the network's relative depth put on the prior's scale (affine fit only);
+    # "fused": plus the smooth correction of the residual toward the prior.
     depth, fusion = fuse_relative_depth(
         relative, reference, mask, smooth_sigma_px=0.0 if backend == "midas" else None
     )

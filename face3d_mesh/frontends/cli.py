@@ -14,6 +14,7 @@ import sys
 
 from .. import __version__
 from ..config import ReconstructionConfig
+from ..depth._backends import DEPTH_BACKENDS as _DEPTH_CHOICES
 from ..errors import Face3DError, UsageError
 
 __all__ = ["main", "build_parser"]
@@ -83,9 +84,10 @@ def _add_pipeline_options(parser):
     )
     group.add_argument(
         "--depth",
-        choices=["auto", "landmarks", "midas", "fused"],
+        choices=list(_DEPTH_CHOICES),
         default=defaults.depth,
-        help="depth backend (default auto: fused when MiDaS weights are available, else landmarks)",
+        help="depth backend (default auto: fused when network weights are available, else "
+        "hybrid: the fitted face model averaged with the landmark depth)",
     )
     group.add_argument(
         "--model",
@@ -237,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="list the faces found and how the scale would be set")
     p.add_argument("photo")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--depth", choices=["auto", "landmarks", "midas", "fused"], default="auto")
+    p.add_argument("--depth", choices=list(_DEPTH_CHOICES), default="auto")
     p.add_argument("--model", dest="depth_model", default=ReconstructionConfig().depth_model)
     p.add_argument("--weights", default=None, metavar="PATH")
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -460,15 +462,20 @@ def _depth_plan(args) -> str:
     from ..depth import cached_weights_path
 
     model = args.depth_model
-    if args.depth == "landmarks":
-        return "landmarks (MediaPipe 3D landmarks)"
+    offline = {
+        "landmarks": "landmarks (MediaPipe 3D landmarks)",
+        "model": "model (the morphable face model fitted to the landmarks)",
+        "hybrid": "hybrid (the fitted face model averaged with the landmark depth)",
+    }
+    if args.depth in offline:
+        return offline[args.depth]
     path = args.weights or cached_weights_path(model)
     backend = "fused" if args.depth == "auto" else args.depth
     if path:
         return f"{backend} with {model} ({path}); export reports the fit residual"
     if args.depth == "auto":
         return (
-            f"landmarks (no weights for {model}: run 'face3d-mesh models download "
+            f"hybrid (no weights for {model}: run 'face3d-mesh models download "
             f"{model}' or pass --weights PATH for neural depth)"
         )
     return f"{backend} with {model}: weights will be downloaded on first use"

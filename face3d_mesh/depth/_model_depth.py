@@ -1,0 +1,119 @@
+"""Depth from the fitted morphable model (the ``model`` backend) and its blend with the
+landmark depth (the ``hybrid`` backend).
+
+``model``: the fitted face mesh (:mod:`face3d_mesh.model_fit`) z-buffered onto the crop's
+grid. Its relief is converted to the pipeline's millimetres (those of ``mm_per_px``, the
+metric scale stage), not the model's own, so that depth and the image-plane size of the
+face agree: a relief of ``Δz`` model-mm seen at ``k`` pixels per model-mm becomes
+``Δz · k · mm_per_px``. Pixels of the mask that the mesh does not cover (its border, when
+the face oval of the landmarks reaches past the fitted face) are filled by a smooth
+extrapolation, so the map has no holes inside the mask.
+
+``hybrid``: the mean of the model's depth and the landmark depth (the latter first mapped
+onto the model's by a least-squares scale and offset over the mask): two estimates whose
+errors are largely independent (the model's from its shape prior and the head's pitch,
+seen in 2D only; the landmarks' from MediaPipe's depth regression).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["model_depth_mm", "blend_depths"]
+
+
+def model_depth_mm(fit, matrix: np.ndarray, mask: np.ndarray, *, mm_per_px: float):
+    """The fitted mesh as a depth map on a crop's grid.
+
+    Parameters
+    ----------
+    fit : ModelFit
+        The model fitted in the photo's pixels.
+    matrix : numpy.ndarray
+        2×3 similarity from photo pixels to the crop's pixels.
+    mask : numpy.ndarray
+        h×w bool face mask on the crop.
+    mm_per_px : float
+        The pipeline's millimetres per photo pixel.
+
+    Returns
+    -------
+    depth_mm : numpy.ndarray
+        h×w float32, mm (pipeline scale), larger = farther, 0 at the fitted nose tip, NaN
+        outside ``mask`` and finite everywhere inside it.
+    landmark_z_mm : numpy.ndarray
+        (478,) float64 depth of each fitted landmark, same units and offset.
+    """
+    from ..landmarks import NOSE_TIP
+    from ..morphable import face_model
+    from ._zbuffer import rasterize
+
+    model = face_model()
+    uv, z = fit.project(fit.vertices_model())
+    _, z_lm = fit.project(fit.landmarks_model)
+    gain = fit.scale_px_per_mm * mm_per_px  # pipeline mm per model mm of relief
+    crop_uv = uv @ matrix[:, :2].T + matrix[:, 2]
+    depth, _ = rasterize(crop_uv, (z - z_lm[NOSE_TIP]) * gain, model.triangles, mask.shape)
+    depth = _fill_inside(depth, mask)
+    depth[~mask] = np.nan
+    return depth, (z_lm - z_lm[NOSE_TIP]) * gain
+
+
+def _fill_inside(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Fill the mask's pixels that no triangle covers: repeated normalised 5×5 averages of
+    the covered neighbours (a smooth continuation a few pixels deep), then the nearest
+    value for whatever is left (a mask reaching far past the face)."""
+    import cv2
+
+    from ..align import extend_nearest
+
+    missing = mask & ~np.isfinite(depth)
+    if not missing.any():
+        return depth
+    if not np.isfinite(depth).any():
+        raise ValueError("the fitted face does not cover the face mask")
+    for _ in range(8):
+        valid = np.isfinite(depth)
+        total = cv2.blur(np.where(valid, depth, 0.0).astype(np.float32), (5, 5))
+        weight = cv2.blur(valid.astype(np.float32), (5, 5))
+        fill = missing & (weight > 0.2)
+        if not fill.any():
+            break
+        depth[fill] = total[fill] / weight[fill]
+        missing &= ~fill
+        if not missing.any():
+            return depth
+    nearest = extend_nearest(depth)
+    depth[missing] = nearest[missing]
+    return depth
+
+
+def blend_depths(model_mm: np.ndarray, landmark_mm: np.ndarray, mask: np.ndarray):
+    """The ``hybrid`` depth: mean of the model's depth and the landmark depth mapped onto
+    it (least-squares scale and offset over the mask where both are finite).
+
+    Returns
+    -------
+    depth_mm : numpy.ndarray
+        float32, NaN outside ``mask``; where only one map is finite, that one.
+    scale, offset : float
+        The map applied to ``landmark_mm``.
+    """
+    both = mask & np.isfinite(model_mm) & np.isfinite(landmark_mm)
+    if both.sum() < 16:
+        return model_mm.copy(), 1.0, 0.0
+    x = landmark_mm[both].astype(np.float64)
+    y = model_mm[both].astype(np.float64)
+    xm, ym = x.mean(), y.mean()
+    var = float(((x - xm) ** 2).sum())
+    scale = float(((x - xm) * (y - ym)).sum() / var) if var > 0 else 1.0
+    if not math.isfinite(scale) or scale <= 0:
+        scale = 1.0
+    offset = float(ym - scale * xm)
+    mapped = scale * landmark_mm + offset
+    out = np.where(np.isfinite(mapped), 0.5 * (model_mm + mapped), model_mm)
+    out = np.where(np.isfinite(out), out, mapped)
+    out[~mask] = np.nan
+    return out.astype(np.float32), scale, offset
