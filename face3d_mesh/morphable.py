@@ -57,6 +57,9 @@ class FaceModel:
         (478, 3) float32 barycentric coordinates in that triangle.
     source_vertex : numpy.ndarray
         (V,) int32 index in the full ICT mesh (-1: an added centre vertex).
+    ict_lm68 : numpy.ndarray
+        (68,) int32 vertex of each of ICT's own 68-point (Multi-PIE) landmarks (-1 where
+        it lies outside the kept part), an independent anatomical reference.
     """
 
     def __init__(self, path: Path | str = DATA_FILE):
@@ -71,6 +74,7 @@ class FaceModel:
             self._modes_scale = data["modes_scale"]
             self.landmark_triangle = data["lm_triangle"]
             self.landmark_bary = data["lm_bary"]
+            self.ict_lm68 = data["ict_lm68"]
         self.n_expression = len(self.expression_names)
 
     @property

@@ -124,7 +124,7 @@ def test_info_lists_faces_and_scale(astronaut_path, clean_env):
     assert len(info["faces"]) == 1 and info["faces"][0]["scale_source"] == "iris"
     text = run(["info", astronaut_path], clean_env).stdout
     assert "face 0" in text and "mm/px" in text and "roll" in text
-    assert "depth: landmarks (no weights" in text
+    assert "depth: hybrid (no weights" in text
 
 
 @pytest.mark.parametrize(

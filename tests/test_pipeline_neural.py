@@ -35,7 +35,7 @@ def test_neural_backends_give_millimetres_on_the_mask(astronaut_rgb, small_weigh
     assert np.isnan(rec.depth_mm[~rec.mask]).all()
     span = np.nanpercentile(rec.depth_mm, 95) - np.nanpercentile(rec.depth_mm, 5)
     if backend == "fused":
-        # Whatever the (random) network says, the smooth correction restores the landmarks'
+        # Whatever the (random) network says, the smooth correction restores the prior's
         # overall proportions; the plain affine fit of an uncorrelated output is ~flat.
         assert 5 < span < 200
     else:
@@ -50,7 +50,7 @@ def test_auto_uses_weights_when_given_and_falls_back_otherwise(
     assert rec.depth_info["backend"] == "fused"
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     rec = face3d_mesh.reconstruct(astronaut_rgb, depth_model=MODEL)
-    assert rec.depth_info["backend"] == "landmarks"
+    assert rec.depth_info["backend"] == "hybrid"
     assert f"face3d-mesh models download {MODEL}" in rec.depth_info["note"]
 
 
