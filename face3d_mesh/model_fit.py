@@ -37,6 +37,7 @@ from functools import cached_property
 import numpy as np
 
 from ._model_solver import CONTOUR_SIGMA_MM, DEPTH_SIGMA_MM, LANDMARK_SIGMA_MM, FitProblem
+from ._threads import single_threaded_blas
 
 __all__ = [
     "ModelFit",
@@ -205,16 +206,17 @@ def fit_face_model(
     if pts.shape != (478, 3) or not np.isfinite(pts).all():
         raise ValueError(f"points must be finite, shape (478, 3), got {pts.shape}")
     model = face_model()
-    problem = FitProblem(model, pts, focal_px, principal_point)
-    pose = problem.initial_pose()
-    coef = np.zeros(model.n_identity + model.n_expression)
-    for _ in range(iterations):
+    with single_threaded_blas():
+        problem = FitProblem(model, pts, focal_px, principal_point)
+        pose = problem.initial_pose()
+        coef = np.zeros(model.n_identity + model.n_expression)
+        for _ in range(iterations):
+            shape = problem.shape_points(coef)
+            pose = problem.pose_step(pose, shape, steps=4)
+            coef = problem.shape_step(pose, coef)
+            problem.update_robust_weights(pose, problem.shape_points(coef))
         shape = problem.shape_points(coef)
         pose = problem.pose_step(pose, shape, steps=4)
-        coef = problem.shape_step(pose, coef)
-        problem.update_robust_weights(pose, problem.shape_points(coef))
-    shape = problem.shape_points(coef)
-    pose = problem.pose_step(pose, shape, steps=4)
-    return ModelFit(**problem.result(pose, coef))
+        return ModelFit(**problem.result(pose, coef))
 
 

@@ -117,7 +117,8 @@ def summarise(values):
 
 def is_frontal(meta: dict) -> bool:
     pose = meta.get("pose", {})
-    return all(abs(float(pose.get(k, 0.0))) < FRONTAL_DEG for k in ("yaw_deg", "pitch_deg", "roll_deg"))
+    angles = ("yaw_deg", "pitch_deg", "roll_deg")
+    return all(abs(float(pose.get(k, 0.0))) < FRONTAL_DEG for k in angles)
 
 
 def run_case(path: Path, backends, options: dict, intrinsics: bool) -> list[dict]:
@@ -189,11 +190,12 @@ def _print_summary(name: str, s: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA])
-    parser.add_argument("--backends", default=",".join(OFFLINE),
-                        help="comma-separated depth backends (default: the offline ones)")  # fmt: skip
+    parser.add_argument(
+        "--backends", default=",".join(OFFLINE), help="comma-separated depth backends"
+    )
     parser.add_argument("--weights", default=None)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N cases of each set")
+    parser.add_argument("--limit", type=int, default=None, help="first N cases of each set")
     parser.add_argument(
         "--no-intrinsics",
         dest="intrinsics",

@@ -8,14 +8,16 @@ Cases (each measured in a fresh subprocess so that peak RSS belongs to that case
 - ``12mp``: the sample upscaled and padded to 4000×3000 (12 megapixels).
 
 Stage times are the median of ``--repeats`` warm runs (the first run, which loads
-MediaPipe, is reported separately). Also timed: ``face3d-mesh export`` from the command
-line with the ``landmarks`` backend, interpreter start-up included, and whether that path
-imports torch.
+MediaPipe, is reported separately). ``--depth`` picks the backend (default ``hybrid``,
+what ``auto`` runs without network weights: the face-model fit, its depth and the landmark
+depth). Also timed: ``face3d-mesh export`` from the command line with that backend,
+interpreter start-up included, and whether that path imports torch.
 
 Targets (2-core machine): all stages except a neural network ≤ 150 ms together for the
 1024×1024 photo; CLI export ≤ 3 s; peak RSS ≤ 1.5 GB for 12 MP.
 
-Usage: ``python scripts/bench_pipeline.py [--repeats 5] [--cases sample,1024,12mp]``
+Usage: ``python scripts/bench_pipeline.py [--repeats 5] [--cases sample,1024,12mp]
+[--depth hybrid]``
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "astronaut.png"
+DEPTH = os.environ.get("FACE3D_BENCH_DEPTH", "hybrid")  # set by --depth for the subprocesses
 
 
 def make_image(case: str):
@@ -62,11 +65,11 @@ def measure_case(case: str, repeats: int) -> dict:
 
     image = make_image(case)
     start = time.perf_counter()
-    first = face3d_mesh.reconstruct(image, depth="landmarks")
+    first = face3d_mesh.reconstruct(image, depth=DEPTH)
     first_total = time.perf_counter() - start
     runs = []
     for _ in range(repeats):
-        runs.append(face3d_mesh.reconstruct(image, depth="landmarks").timings)
+        runs.append(face3d_mesh.reconstruct(image, depth=DEPTH).timings)
     stages = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     total = sum(stages.values())
     solid_t = time.perf_counter()
@@ -104,7 +107,7 @@ def cli_export_time() -> dict:
             "-o",
             str(Path(tmp) / "face.stl"),
             "--depth",
-            "landmarks",
+            DEPTH,
             "-q",
         ]
         times = []
@@ -118,7 +121,7 @@ def cli_export_time() -> dict:
             "-o",
             str(Path(tmp) / "probe.stl"),
             "--depth",
-            "landmarks",
+            DEPTH,
             "-q",
         ]
         probe = (
@@ -143,8 +146,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cases", default="sample,1024,12mp")
+    parser.add_argument("--depth", default=DEPTH, help="depth backend (default hybrid)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, in-process
     args = parser.parse_args()
+    os.environ["FACE3D_BENCH_DEPTH"] = args.depth
     if args.case:
         print(json.dumps(measure_case(args.case, args.repeats)))
         return
@@ -161,6 +166,7 @@ def main() -> None:
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     report = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "depth": args.depth,
         "cases": results,
         "cli": cli_export_time(),
         "targets": {"stages_1024_ms": 150, "cli_export_s": 3.0, "peak_rss_12mp_mb": 1536},

@@ -147,8 +147,9 @@ def _weights_available(config) -> bool:
 
 def _midas_advice(config) -> str:
     return (
-        f"no weights for depth model {config.depth_model}: using {OFFLINE_DEFAULT} depth; for neural "
-        f"depth run 'face3d-mesh models download {config.depth_model}' or pass --weights PATH"
+        f"no weights for depth model {config.depth_model}: using {OFFLINE_DEFAULT} depth; for "
+        f"neural depth run 'face3d-mesh models download {config.depth_model}' or pass "
+        "--weights PATH"
     )
 
 

@@ -2,12 +2,13 @@
 landmark depth (the ``hybrid`` backend).
 
 ``model``: the fitted face mesh (:mod:`face3d_mesh.model_fit`) z-buffered onto the crop's
-grid. Its relief is converted to the pipeline's millimetres (those of ``mm_per_px``, the
-metric scale stage), not the model's own, so that depth and the image-plane size of the
-face agree: a relief of ``Δz`` model-mm seen at ``k`` pixels per model-mm becomes
-``Δz · k · mm_per_px``. Pixels of the mask that the mesh does not cover (its border, when
-the face oval of the landmarks reaches past the fitted face) are filled by a smooth
-extrapolation, so the map has no holes inside the mask.
+grid (at half its resolution, then resampled: the surface is smooth). Its relief is
+converted to the pipeline's millimetres (those of ``mm_per_px``, the metric scale stage),
+not the model's own, so that depth and the image-plane size of the face agree: a relief
+of ``Δz`` model-mm seen at ``k`` pixels per model-mm becomes ``Δz · k · mm_per_px``.
+Pixels of the mask that the mesh does not cover (its border, when the face oval of the
+landmarks reaches past the fitted face) are filled by a smooth extrapolation, so the map
+has no holes inside the mask.
 
 ``hybrid``: the mean of the model's depth and the landmark depth (the latter first mapped
 onto the model's by a least-squares scale and offset over the mask): two estimates whose
@@ -46,19 +47,42 @@ def model_depth_mm(fit, matrix: np.ndarray, mask: np.ndarray, *, mm_per_px: floa
     landmark_z_mm : numpy.ndarray
         (478,) float64 depth of each fitted landmark, same units and offset.
     """
+    import cv2
+
+    from .._threads import single_threaded_blas
+    from ..align import extend_nearest
     from ..landmarks import NOSE_TIP
     from ..morphable import face_model
     from ._zbuffer import rasterize
 
     model = face_model()
-    uv, z = fit.project(fit.vertices_model())
-    _, z_lm = fit.project(fit.landmarks_model)
+    with single_threaded_blas():
+        uv, z = fit.project(fit.vertices_model())
+        _, z_lm = fit.project(fit.landmarks_model)
     gain = fit.scale_px_per_mm * mm_per_px  # pipeline mm per model mm of relief
+    # Rendered at half the crop's resolution (the model's surface is smooth; a quarter
+    # of the work), then resampled; pixel centres: low-res j <-> crop 2 j + 0.5.
+    height, width = mask.shape
+    low_shape = ((height + 1) // 2, (width + 1) // 2)
     crop_uv = uv @ matrix[:, :2].T + matrix[:, 2]
-    depth, _ = rasterize(crop_uv, (z - z_lm[NOSE_TIP]) * gain, model.triangles, mask.shape)
-    depth = _fill_inside(depth, mask)
+    tris = _front_facing(crop_uv, model.triangles)
+    low, _ = rasterize((crop_uv + 0.5) / 2 - 0.5, (z - z_lm[NOSE_TIP]) * gain, tris, low_shape)
+    low_mask = cv2.resize(mask.astype(np.uint8), low_shape[::-1], interpolation=cv2.INTER_AREA) > 0
+    low = extend_nearest(_fill_inside(low, low_mask | np.isfinite(low)))
+    depth = cv2.resize(low, (2 * low_shape[1], 2 * low_shape[0]), interpolation=cv2.INTER_LINEAR)
+    depth = np.ascontiguousarray(depth[:height, :width])
     depth[~mask] = np.nan
     return depth, (z_lm - z_lm[NOSE_TIP]) * gain
+
+
+def _front_facing(uv: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """The triangles wound like most of the face in the image (the others face away from
+    the camera and lie behind the visible surface)."""
+    p = uv[triangles]
+    det = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (
+        p[:, 2, 0] - p[:, 0, 0]
+    )
+    return triangles[np.sign(det) == np.sign(det.sum())]
 
 
 def _fill_inside(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:

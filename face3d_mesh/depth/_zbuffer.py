@@ -97,13 +97,10 @@ def rasterize(
     x, y, a, b, c = x[keep], y[keep], a[keep], b[keep], c[keep]
     pix_t, col, row = _fragments(x, y, a, b, c, height, width)
     zc = z[triangles[keep]]
-    uf, vf = col.astype(np.float64), row.astype(np.float64)
+    # the depth plane of each triangle, z = pa u + pb v + pc
+    pa, pb, pc = (a * zc).sum(axis=1), (b * zc).sum(axis=1), (c * zc).sum(axis=1)
     k = pix_t
-    zq = (
-        (a[k] * zc[k]).sum(axis=1) * uf
-        + (b[k] * zc[k]).sum(axis=1) * vf
-        + (c[k] * zc[k]).sum(axis=1)
-    )
+    zq = pa[k] * col + pb[k] * row + pc[k]
     flat = row * width + col
     np.minimum.at(depth, flat, zq)
     winner = zq <= depth[flat]
