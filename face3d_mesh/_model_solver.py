@@ -15,7 +15,7 @@ import numpy as np
 
 from .landmarks import LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER
 
-__all__ = ["FitProblem", "LANDMARK_SIGMA_MM", "CONTOUR_SIGMA_MM", "DEPTH_SIGMA_MM"]
+__all__ = ["FitProblem", "umeyama", "LANDMARK_SIGMA_MM", "CONTOUR_SIGMA_MM", "DEPTH_SIGMA_MM"]
 
 #: Standard deviation of a landmark's image position, mm on the face (MediaPipe's error and
 #: the registration's together; larger than either alone since neighbouring landmarks'
@@ -45,14 +45,32 @@ def _rodrigues(w: np.ndarray) -> np.ndarray:
     return np.eye(3) + math.sin(theta) * kx + (1 - math.cos(theta)) * kx @ kx
 
 
-def _umeyama(src: np.ndarray, dst: np.ndarray):
-    """Similarity (s, R, t) with dst ≈ s R src + t (least squares)."""
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
+def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None):
+    """Similarity (s, R, t) minimising Σ w |s R src + t − dst|² (Umeyama 1991).
+
+    Parameters
+    ----------
+    src, dst : numpy.ndarray
+        (N, 3) corresponding points.
+    weights : numpy.ndarray, optional
+        (N,) non-negative weights (default all 1).
+
+    Returns
+    -------
+    s : float
+    rot : numpy.ndarray
+        (3, 3) rotation (det +1).
+    t : numpy.ndarray
+        (3,)
+    """
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    ms, md = w @ src, w @ dst
     a, b = src - ms, dst - md
-    u, sig, vt = np.linalg.svd(b.T @ a)
+    u, sig, vt = np.linalg.svd((b * w[:, None]).T @ a)
     fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
     rot = u @ fix @ vt
-    s = float(np.trace(np.diag(sig) @ fix) / (a**2).sum())
+    s = float(np.trace(np.diag(sig) @ fix) / (w * (a**2).sum(axis=1)).sum())
     return s, rot, md - s * rot @ ms
 
 
@@ -138,7 +156,7 @@ class FitProblem:
 
     def initial_pose(self) -> _Pose:
         observed = np.column_stack([self.uv, self.z])
-        s, rot, t = _umeyama(self.mean, observed)
+        s, rot, t = umeyama(self.mean, observed)
         if self.perspective:
             distance = self.f / s
             return _Pose(rot, s, np.r_[(t[:2] - self.c) / s, distance], np.r_[t[2], 0.0, 0.0])

@@ -64,20 +64,12 @@ def score(pred: np.ndarray, gt: np.ndarray, region: np.ndarray) -> dict:
     }
 
 
-def _umeyama(src: np.ndarray, dst: np.ndarray):
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - ms, dst - md
-    u, sig, vt = np.linalg.svd(b.T @ a)
-    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ fix @ vt
-    s = float(np.trace(np.diag(sig) @ fix) / (a**2).sum())
-    return s, rot, md - s * rot @ ms
-
-
 def now_error(rec, gt: np.ndarray, region: np.ndarray, intrinsics: dict) -> float | None:
     """NoW-like 3D error (mm) of a reconstruction against the true depth (see the module
     docstring); the true points on every second pixel of each axis."""
     from scipy.spatial import cKDTree
+
+    from face3d_mesh._model_solver import umeyama
 
     valid = region & np.isfinite(rec.depth_mm)
     rows, cols = np.nonzero(valid)
@@ -89,10 +81,10 @@ def now_error(rec, gt: np.ndarray, region: np.ndarray, intrinsics: dict) -> floa
          (rows - intrinsics["cy"]) * z / intrinsics["fy"], z]
     )  # fmt: skip
     ours = rec.pixel_to_mesh(cols, rows, rec.depth_mm[rows, cols])
-    s, rot, t = _umeyama(ours, truth)
+    s, rot, t = umeyama(ours, truth)
     dist = np.linalg.norm(s * ours @ rot.T + t - truth, axis=1)
     best = dist <= np.percentile(dist, 90)
-    s, rot, t = _umeyama(ours[best], truth[best])
+    s, rot, t = umeyama(ours[best], truth[best])
     aligned = s * ours @ rot.T + t
     sample = ((rows % 2) == 0) & ((cols % 2) == 0)
     nearest, _ = cKDTree(aligned).query(truth[sample])

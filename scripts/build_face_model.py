@@ -58,6 +58,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from face3d_mesh._model_solver import umeyama
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ROOT.parent / "shared" / "face_models"
 DEFAULT_OUT = ROOT / "face3d_mesh" / "data" / "ict_face_model.npz"
@@ -79,21 +81,6 @@ _SURE = {19: 1.0, 22: 1.0, 25: 1.0, 28: 1.0, 31: 1.0, 37: 1.0, 13: 1.0, 16: 0.5,
 def load_obj_vertices(path: Path) -> np.ndarray:
     rows = [line.split()[1:4] for line in path.read_text().splitlines() if line.startswith("v ")]
     return np.array(rows, dtype=np.float64)
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None):
-    """Similarity (s, R, t) minimising sum w |s R src + t - dst|^2."""
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
-    w = w / w.sum()
-    ms, md = w @ src, w @ dst
-    a, b = src - ms, dst - md
-    cov = (b * w[:, None]).T @ a
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ fix @ vt
-    var = (w * (a**2).sum(axis=1)).sum()
-    s = float(np.trace(np.diag(sig) @ fix) / var)
-    return s, rot, md - s * rot @ ms
 
 
 def closest_on_triangles(p, a, b, c):

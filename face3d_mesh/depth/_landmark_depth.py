@@ -45,6 +45,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._zbuffer import _edge_functions, _fragments
+
 __all__ = [
     "rasterize_landmark_depth",
     "corrected_landmarks",
@@ -390,26 +392,14 @@ def _rasterize(vertices, triangles, grad, height, width):
     inside it (scanline spans, so that no work is spent outside the triangles)."""
     corners = vertices[triangles]  # (T, 3 corners, 3)
     x, y, zc = corners[:, :, 0], corners[:, :, 1], corners[:, :, 2]
-    e1x, e1y = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
-    e2x, e2y = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
-    det = e1x * e2y - e1y * e2x
+    # Barycentric coordinates as affine functions of the pixel: l_k = a_k u + b_k v + c_k.
+    a, b, c, det = _edge_functions(x, y)
     keep = np.abs(det) > 1e-9
     triangles, x, y, zc = triangles[keep], x[keep], y[keep], zc[keep]
-    e1x, e1y, e2x, e2y, det = e1x[keep], e1y[keep], e2x[keep], e2y[keep], det[keep]
+    a, b, c, det = a[keep], b[keep], c[keep], det[keep]
     depth = np.full(height * width, np.inf)
     if len(det) == 0:
         return np.full((height, width), np.nan, np.float32)
-
-    # Barycentric coordinates as affine functions of the pixel: l_k = a_k u + b_k v + c_k.
-    a = np.empty((len(det), 3))
-    b = np.empty_like(a)
-    c = np.empty_like(a)
-    a[:, 1], b[:, 1] = e2y / det, -e2x / det
-    c[:, 1] = -(a[:, 1] * x[:, 0] + b[:, 1] * y[:, 0])
-    a[:, 2], b[:, 2] = -e1y / det, e1x / det
-    c[:, 2] = -(a[:, 2] * x[:, 0] + b[:, 2] * y[:, 0])
-    a[:, 0], b[:, 0] = -a[:, 1] - a[:, 2], -b[:, 1] - b[:, 2]
-    c[:, 0] = 1.0 - c[:, 1] - c[:, 2]
 
     # Depth polynomial: q0 + q1 u + q2 v + q3 u^2 + q4 uv + q5 v^2.
     q = np.zeros((len(det), 8))
@@ -439,29 +429,9 @@ def _rasterize(vertices, triangles, grad, height, width):
         q[:, 6] -= margin
         q[:, 7] += margin
 
-    # Scanline spans: for each (triangle, pixel row) the columns where all l_k >= eps.
-    eps = -1e-7  # pixel centres on a shared edge belong to both triangles
-    r0 = np.clip(np.ceil(y.min(axis=1)), 0, height).astype(np.int64)
-    r1 = np.clip(np.floor(y.max(axis=1)), -1, height - 1).astype(np.int64)
-    rows = np.maximum(r1 - r0 + 1, 0)
-    t = np.repeat(np.arange(len(rows)), rows)
-    v = r0[t] + (np.arange(len(t)) - np.repeat(np.cumsum(rows) - rows, rows))
-    s = eps - (b[t] * v[:, None] + c[t])  # need a_k u >= s_k
-    ak = a[t]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bound = s / ak
-    lo = np.where(ak > 0, bound, -np.inf).max(axis=1)
-    hi = np.where(ak < 0, bound, np.inf).min(axis=1)
-    flat_ok = np.where(ak == 0, s <= 0, True).all(axis=1)
-    col0 = np.clip(np.ceil(lo), 0, width).astype(np.int64)
-    col1 = np.clip(np.floor(hi), -1, width - 1).astype(np.int64)
-    span = np.where(flat_ok, np.maximum(col1 - col0 + 1, 0), 0)
-    total = int(span.sum())
-    if total == 0:
+    pix_t, u, v = _fragments(x, y, a, b, c, height, width)
+    if len(pix_t) == 0:
         return np.full((height, width), np.nan, np.float32)
-    pix_t = np.repeat(t, span)
-    v = np.repeat(v, span)
-    u = np.repeat(col0, span) + (np.arange(total) - np.repeat(np.cumsum(span) - span, span))
     k = q[pix_t]
     uf, vf = u.astype(np.float64), v.astype(np.float64)
     z = k[:, 0] + uf * (k[:, 1] + uf * k[:, 3] + vf * k[:, 4]) + vf * (k[:, 2] + vf * k[:, 5])
