@@ -405,7 +405,6 @@ def _prepare(source, config, name, stage) -> _Prepared:
                 f"but only {len(faces)} found (0 = largest)"
             )
         face = faces[config.face]
-        scale = estimate_scale(face.points)
     focal_px, focal_source = _focal_length(source, image, face, config)
     with stage("model_fit"):
         # A perspective camera when the focal length is known; weak perspective otherwise.
@@ -416,6 +415,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
             focal_px=focal_px if known else None,
             principal_point=((width - 1) / 2, (height - 1) / 2) if known else None,
         )
+    scale = estimate_scale(face.points)
     with stage("align"):
         aligned = align_face(image, face, size_px=config.working_size_px)
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
