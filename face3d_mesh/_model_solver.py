@@ -121,8 +121,10 @@ class FitProblem:
         self.n_id, self.n_coef = model.n_identity, len(modes)
         self.names = model.expression_names
         oval = np.asarray(FACE_OVAL)
+        self.oval = oval
         self.contour = np.zeros(_N_MESH, bool)
         self.contour[oval] = True
+        self.inner_weight = (~self.contour).astype(np.float64)
         tangent = self.uv[np.roll(oval, -1)] - self.uv[np.roll(oval, 1)]
         normal = np.column_stack([-tangent[:, 1], tangent[:, 0]])
         outward = ((self.uv[oval] - self.uv[oval].mean(axis=0)) * normal).sum(axis=1)
@@ -169,18 +171,20 @@ class FitProblem:
 
     def _stack(self, d_uv: np.ndarray, d_z: np.ndarray, sigmas) -> np.ndarray:
         """Whitened residual rows from per-landmark image terms (N, 2, ...) and depth
-        terms (N, ...): interior u and v, contour across the oval, depths."""
+        terms (N, ...): u and v (zero weight on the face oval), the face oval's offsets
+        across the oval, depths."""
         s2d, sc, sz = sigmas
-        tail = d_uv.shape[2:]
-        w = np.sqrt(self.robust).reshape((-1,) + (1,) * len(tail))
-        inner = ~self.contour
-        normal = self.normal[self.contour].reshape((-1, 2) + (1,) * len(tail))
-        across = (d_uv[self.contour] * normal).sum(axis=1)
-        wz = np.sqrt(self.robust_z).reshape((-1,) + (1,) * len(tail)) / sz
+        tail = (1,) * (d_uv.ndim - 2)
+        w_uv = (self.inner_weight * np.sqrt(self.robust) / s2d).reshape((-1, 1) + tail)
+        oval = self.oval
+        normal = self.normal[oval].reshape((-1, 2) + tail)
+        w_c = (np.sqrt(self.robust[oval]) / sc).reshape((-1,) + tail)
+        across = (d_uv[oval] * normal).sum(axis=1) * w_c
+        wz = (np.sqrt(self.robust_z) / sz).reshape((-1,) + tail)
+        rows = d_uv.shape[2:]
         return np.concatenate(
-            [(d_uv[inner] * w[inner, None] / s2d).reshape((-1,) + tail),
-             across * w[self.contour] / sc, d_z * wz]
-        )  # fmt: skip
+            [(d_uv * w_uv).reshape((-1,) + rows), across, d_z * wz]
+        )
 
     def residuals(self, pose: _Pose, shape: np.ndarray, sigmas=None) -> np.ndarray:
         """Whitened residuals (observed minus predicted), rows as :meth:`_stack`."""

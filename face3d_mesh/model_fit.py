@@ -212,7 +212,7 @@ def fit_face_model(
         coef = np.zeros(model.n_identity + model.n_expression)
         for _ in range(iterations):
             shape = problem.shape_points(coef)
-            pose = problem.pose_step(pose, shape, steps=4)
+            pose = problem.pose_step(pose, shape, steps=3)
             coef = problem.shape_step(pose, coef)
             problem.update_robust_weights(pose, problem.shape_points(coef))
         shape = problem.shape_points(coef)
