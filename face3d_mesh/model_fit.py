@@ -116,6 +116,18 @@ class ModelFit:
         positive), for ``rotation = Rz(roll) Rx(-pitch) Ry(-yaw) diag(1, -1, -1)``."""
         return _angles(self.rotation)
 
+    @property
+    def mm_per_px(self) -> float:
+        """Millimetres per image pixel at the nose tip that the fitted face's size implies:
+        a metric-scale cue for :mod:`face3d_mesh.scale` (it is ``1 / scale_px_per_mm``)."""
+        return 1.0 / self.scale_px_per_mm
+
+    @property
+    def mm_per_px_uncertainty(self) -> float:
+        """Relative standard uncertainty of :attr:`mm_per_px`: that of the face's size,
+        ``face_width_sd_mm / face_width_mm`` (mostly the population prior's spread)."""
+        return self.face_width_sd_mm / self.face_width_mm
+
     def vertices_model(self) -> np.ndarray:
         """(V, 3) float32 vertices of the fitted face, mm, model frame."""
         from .morphable import face_model
@@ -158,6 +170,7 @@ class ModelFit:
             "scale_px_per_mm": self.scale_px_per_mm,
             "face_width_mm": round(self.face_width_mm, 2),
             "face_width_sd_mm": round(self.face_width_sd_mm, 2),
+            "mm_per_px": self.mm_per_px,
             "residual_median_px": float(np.median(self.residuals_px[:_N_MESH])),
             "identity_norm": float(np.linalg.norm(self.identity)),
         }

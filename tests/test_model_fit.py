@@ -164,11 +164,16 @@ def test_face_width_and_its_uncertainty_are_plausible():
     m = face_model()
     identity, expression, angles = _known_face(6)
     truth = m.landmarks(identity, expression)
-    points = _project(truth, _rotation(*angles), np.r_[0, 0, 600.0], 1000.0, np.r_[0.0, 0.0])
+    rot, t = _rotation(*angles), np.r_[0, 0, 600.0]
+    points = _project(truth, rot, t, 1000.0, np.r_[0.0, 0.0])
     fit = fit_face_model(points)
     true_width = np.linalg.norm(truth[LEFT_EYE_OUTER] - truth[RIGHT_EYE_OUTER])
     assert 1.0 < fit.face_width_sd_mm < 6.0
     assert abs(fit.face_width_mm - true_width) < 3 * fit.face_width_sd_mm
+    # the metric scale it implies: at the nose tip, depth / focal length mm per pixel
+    nose_depth = (truth[NOSE_TIP] @ rot.T + t)[2]
+    assert abs(fit.mm_per_px / (nose_depth / 1000.0) - 1) < 3 * fit.mm_per_px_uncertainty
+    assert fit.mm_per_px_uncertainty == pytest.approx(fit.face_width_sd_mm / fit.face_width_mm)
 
 
 # --------------------------------------------------------------------------- in the pipeline
