@@ -9,19 +9,14 @@ test time (skipped when ``../shared/fidelity/scan`` is absent).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
+from scan_renders import needs_scan, render_scan
 
 from face3d_mesh.errors import UsageError
 from face3d_mesh.landmarks import FACE_OVAL
 from face3d_mesh.mask import face_mask
-
-ROOT = Path(__file__).resolve().parents[1]
-SCAN = ROOT.parent / "shared" / "fidelity" / "scan"
 
 
 def test_face_mask_grows_by_the_margin(astronaut_rec):
@@ -61,15 +56,6 @@ def test_reconstruction_mask_is_the_oval_plus_the_margin(astronaut_rec):
     assert rec.mask.sum() > oval.sum()  # the original is unchanged
 
 
-def _render_module():
-    spec = importlib.util.spec_from_file_location(
-        "render_scan_cases", ROOT / "scripts" / "render_scan_cases.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _independent_ovals(image: np.ndarray) -> list[np.ndarray]:
     """Face-mesh landmarks (x, y) of MediaPipe runs on the whole photo: as it is, enlarged
     by a third, and padded at the top and left (each its own detection and crop)."""
@@ -88,7 +74,7 @@ def _independent_ovals(image: np.ndarray) -> list[np.ndarray]:
     return runs
 
 
-@pytest.mark.skipif(not (SCAN / "LeePerrySmith.glb").is_file(), reason="head scan absent")
+@needs_scan
 @pytest.mark.parametrize(
     "lens_mm, pitch, roll",
     [(24, 15, 15), (24, 10, 0), (50, 20, 15), (50, -20, 0)],
@@ -97,26 +83,10 @@ def _independent_ovals(image: np.ndarray) -> list[np.ndarray]:
 def test_mask_covers_the_face_oval_of_a_pitched_head(lens_mm, pitch, roll):
     import face3d_mesh
 
-    render = _render_module()
-    mesh, texture = _scan()
-    size = 768
-    fx = lens_mm / 36 * size
-    rot = render.rotation(0.0, pitch, roll)
-    t = np.array([0.0, 0.0, 0.44 * fx]) - rot @ render.PIVOT_MODEL_MM
-    image, gt = render.render(mesh, texture, rot, t, fx, size, "key")
-    image = np.ascontiguousarray(image[:, :, :3])
+    image, gt, fx = render_scan(lens_mm=lens_mm, pitch=pitch, roll=roll)
     rec = face3d_mesh.reconstruct(image, depth="landmarks", focal_length_px=fx)
     predicted = np.isfinite(rec.depth_mm)
     for points in _independent_ovals(image):
         region = face_mask(points, gt.shape) & np.isfinite(gt)
         coverage = (region & predicted).sum() / region.sum()
         assert coverage >= 0.97, coverage
-
-
-_SCAN_CACHE: list = []
-
-
-def _scan():
-    if not _SCAN_CACHE:
-        _SCAN_CACHE.append(_render_module().load_scan(SCAN))
-    return _SCAN_CACHE[0]
