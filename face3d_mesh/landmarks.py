@@ -288,30 +288,33 @@ class LandmarkDetector:
         return boxes
 
     def _mesh_on_crop(self, image, box):
-        import cv2
-
         x0, y0, x1, y1 = box
         side = _CROP_FACTOR * max(x1 - x0, y1 - y0)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         # Every crop is resampled to _CROP_SIDE: plenty for the mesh model (192 px input).
         scale = _CROP_SIDE / side
         out = _CROP_SIDE
-        # Similarity: original pixel -> crop pixel (padding outside the image with edge
-        # replication keeps the mesh detector from seeing a hard black border).
         matrix = np.array([[scale, 0.0, out / 2 - scale * cx], [0.0, scale, out / 2 - scale * cy]])
+        return self._mesh_through(image, matrix)
+
+    def _mesh_through(self, image, matrix: np.ndarray) -> FaceLandmarks | None:
+        """The face mesh on the square crop that the 2×3 similarity ``matrix`` maps the
+        photo to (photo pixels -> crop pixels), mapped back to the photo."""
+        import cv2
+
+        # Edge replication outside the image keeps the mesh's detector from seeing a hard
+        # black border.
         crop = cv2.warpAffine(
             image,
             matrix,
-            (out, out),
-            flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+            (_CROP_SIDE, _CROP_SIDE),
+            flags=cv2.INTER_AREA if np.linalg.det(matrix[:, :2]) < 1 else cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
         faces = _mesh_points(self._mesh_single.process(crop), crop.shape)
         if not faces:
             return None
-        inverse = np.array(
-            [[1 / scale, 0.0, cx - out / 2 / scale], [0.0, 1 / scale, cy - out / 2 / scale]]
-        )
+        inverse = cv2.invertAffineTransform(matrix)
         return FaceLandmarks(points=faces[0], image_shape=image.shape[:2]).transformed(
             inverse, shape=image.shape[:2]
         )
@@ -330,8 +333,6 @@ class LandmarkDetector:
 
     def _mesh_upright(self, image, face: FaceLandmarks, factor: float) -> FaceLandmarks | None:
         """The face mesh on a crop around ``face``, rotated upright, ``factor`` boxes wide."""
-        import cv2
-
         angle = math.radians(face.roll_deg)
         cos, sin = math.cos(angle), math.sin(angle)
         rotation = np.array([[cos, sin], [-sin, cos]])  # photo -> upright (removes the roll)
@@ -344,20 +345,7 @@ class LandmarkDetector:
         matrix = np.zeros((2, 3))
         matrix[:, :2] = scale * rotation
         matrix[:, 2] = _CROP_SIDE / 2 - scale * (lo + hi) / 2
-        crop = cv2.warpAffine(
-            image,
-            matrix,
-            (_CROP_SIDE, _CROP_SIDE),
-            flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        found = _mesh_points(self._mesh_single.process(crop), crop.shape)
-        if not found:
-            return None
-        inverse = cv2.invertAffineTransform(matrix)
-        return FaceLandmarks(points=found[0], image_shape=face.image_shape).transformed(
-            inverse, shape=face.image_shape
-        )
+        return self._mesh_through(image, matrix)
 
     def _mesh_whole(self, image):
         small, factor = _downscale(image, _DETECT_MAX_SIDE)
