@@ -67,6 +67,7 @@ __all__ = [
     "IRIS_DIAMETER_MM",
     "BIOCULAR_WIDTH_MM",
     "GROUP_CORRELATION",
+    "POPULATION_SIZE_GROUP",
 ]
 
 #: Horizontal visible iris diameter of adults, mm (mean, standard deviation).
