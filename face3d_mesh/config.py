@@ -37,8 +37,13 @@ class ReconstructionConfig:
         The photo's focal length in pixels, for the perspective correction of the landmark
         depths. None: from the EXIF tag FocalLengthIn35mmFilm when present, otherwise a
         default guess (a 50 mm-equivalent lens, and the camera at least 3 face sizes away).
+    mask_margin_mm : float
+        Grows the face-oval mask outward by this much, mm on the face (converted to pixels
+        with the metric scale), so that it covers the face oval of other landmark runs,
+        which differ by a few pixels (0 = exactly the oval). The depth in the margin
+        continues the face's outermost depth.
     mask_erode_px : float
-        Shrinks the face-oval mask by this many pixels of the input photo (0 = none).
+        Then shrinks the mask by this many pixels of the input photo (0 = none).
     bilateral_sigma_space_mm : float
         Spatial standard deviation of the bilateral filter, mm on the face (0 disables it).
     bilateral_sigma_depth_mm : float
@@ -65,6 +70,7 @@ class ReconstructionConfig:
     device: str = "auto"
     working_size_px: int = 512
     focal_length_px: float | None = None
+    mask_margin_mm: float = 4.0
     mask_erode_px: float = 0.0
     bilateral_sigma_space_mm: float = 2.0
     bilateral_sigma_depth_mm: float = 2.0

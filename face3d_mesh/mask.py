@@ -1,7 +1,14 @@
 """The face region: the face oval of the landmarks, as a pixel mask.
 
 A pixel belongs to the face when its centre lies inside the polygon through the
-:data:`~face3d_mesh.landmarks.FACE_OVAL` landmarks.
+:data:`~face3d_mesh.landmarks.FACE_OVAL` landmarks, optionally grown outward by a margin
+(``grow_px``) and shrunk inward (``erode_px``).
+
+The margin exists because the face oval is itself uncertain: two MediaPipe runs on the same
+photo (another crop, another image size) place it a few pixels apart, most on the forehead
+of a head tilted up and on the chin of a turned head. The pipeline grows the mask by
+``ReconstructionConfig.mask_margin_mm`` (4 mm on the face by default) so that it covers the
+face oval of any such run, not only of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
 
 
 def face_mask(
-    landmarks: np.ndarray, shape: tuple[int, int], *, erode_px: float = 0.0
+    landmarks: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    erode_px: float = 0.0,
+    grow_px: float = 0.0,
 ) -> np.ndarray:
     """Boolean mask of the face oval.
 
@@ -28,7 +39,10 @@ def face_mask(
     shape : tuple of int
         (H, W) of the mask.
     erode_px : float, keyword-only
-        Shrink the mask by this distance in pixels (0 = none).
+        Shrink the mask by this distance in pixels (0 = none), after growing it.
+    grow_px : float, keyword-only
+        First grow the oval outward by this distance in pixels (0 = none): every pixel at
+        most ``grow_px`` from the oval joins the mask.
 
     Returns
     -------
@@ -39,12 +53,17 @@ def face_mask(
 
     if erode_px < 0:
         raise UsageError("mask erosion must be >= 0 pixels")
+    if grow_px < 0:
+        raise UsageError("mask margin must be >= 0 pixels")
     height, width = int(shape[0]), int(shape[1])
     polygon = np.asarray(landmarks, dtype=np.float64)[list(FACE_OVAL), :2]
     # fillPoly treats integer vertices as pixel centres; fixed point gives sub-pixel edges.
     pts = np.rint(polygon * (1 << _SUBPIXEL_BITS)).astype(np.int32)
     mask = np.zeros((height, width), np.uint8)
     cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    if grow_px > 0:
+        outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5)
+        mask = (outside <= grow_px).astype(np.uint8)
     if erode_px > 0:
         inside = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
         mask = (inside > erode_px).astype(np.uint8)

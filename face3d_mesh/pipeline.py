@@ -50,7 +50,8 @@ class Reconstruction:
         (478, 3) float64: x, y in pixels of ``image``; z depth in mm (larger = farther),
         same offset as ``depth_mm``.
     mask : numpy.ndarray
-        H×W bool, the face region (face oval).
+        H×W bool, the face region: the landmarks' face oval grown by
+        ``config.mask_margin_mm`` (and eroded by ``config.mask_erode_px``).
     depth_mm : numpy.ndarray
         H×W float32 depth along the optical axis, mm, larger = farther, nose tip at 0,
         NaN outside ``mask``.
@@ -145,8 +146,8 @@ class Reconstruction:
         Parameters
         ----------
         **changes
-            Filtering and surface parameters of :class:`ReconstructionConfig`
-            (e.g. ``smooth_sigma_mm=1.5``, ``target_triangles=20000``).
+            Mask, filtering and surface parameters of :class:`ReconstructionConfig`
+            (e.g. ``smooth_sigma_mm=1.5``, ``target_triangles=20000``, ``mask_margin_mm=0``).
 
         Returns
         -------
@@ -171,13 +172,19 @@ class Reconstruction:
         if self._depth_stage is None:
             raise UsageError("this reconstruction keeps no depth stage to re-run")
         timings = dict(self.timings)
+        mask = self.mask
+        if (config.mask_margin_mm, config.mask_erode_px) != (
+            self.config.mask_margin_mm,
+            self.config.mask_erode_px,
+        ):
+            mask = _photo_mask(self.landmarks, self.image.shape[:2], self.scale, config)
         depth_mm, mesh = _finish(
-            self.image, self.landmarks, self.mask, self.scale, self._depth_stage, config, timings
+            self.image, self.landmarks, mask, self.scale, self._depth_stage, config, timings
         )
         return Reconstruction(
             image=self.image,
             landmarks=self.landmarks,
-            mask=self.mask,
+            mask=mask,
             depth_mm=depth_mm,
             mesh=mesh,
             scale=self.scale,
@@ -419,7 +426,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
     with stage("align"):
         aligned = align_face(image, face, size_px=config.working_size_px)
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
-        mask = face_mask(face.points, image.shape[:2], erode_px=config.mask_erode_px)
+        mask = _photo_mask(face.points, image.shape[:2], scale, config)
     return _Prepared(
         name, image, len(faces), face, scale, aligned, crop_mask, mask, focal_px, focal_source,
         model_fit,
@@ -522,6 +529,14 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
     return depth_mm, mesh
 
 
+def _photo_mask(points, shape, scale, config) -> np.ndarray:
+    """The face region on the photo: the face oval grown by the margin, then eroded."""
+    from .mask import face_mask
+
+    grow_px = config.mask_margin_mm / max(float(scale.mm_per_px), 1e-9)
+    return face_mask(points, shape, grow_px=grow_px, erode_px=config.mask_erode_px)
+
+
 def _focal_length(source, image, face, config) -> tuple[float, str]:
     """The photo's focal length in pixels and where it came from (user, exif, default).
 
@@ -552,6 +567,7 @@ def _validate(config: ReconstructionConfig) -> None:
          f"unknown depth backend {config.depth!r}: use {', '.join(DEPTH_BACKENDS)}"),
         (64 <= config.working_size_px <= 4096, "working size must be 64..4096 pixels"),
         (config.mask_erode_px >= 0, "mask erosion must be >= 0"),
+        (config.mask_margin_mm >= 0, "mask margin must be >= 0 mm"),
         (config.bilateral_sigma_space_mm >= 0, "bilateral spatial sigma must be >= 0 mm"),
         (config.bilateral_sigma_depth_mm >= 0, "bilateral depth sigma must be >= 0 mm"),
         (config.outlier_threshold >= 0, "outlier threshold must be >= 0"),

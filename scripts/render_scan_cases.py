@@ -5,19 +5,37 @@ optical axis in mm, NaN on background) and ``NAME.json`` (``intrinsics`` fx, fy,
 the pose), in the layout of ``../shared/fidelity``, so that the same scoring applies. Used to
 check that depth improvements hold beyond the 20 shared cases (pitch and roll, other lenses).
 
-The scan: "Infinite, 3D Head Scan" by Lee Perry-Smith, Infinite Realities, CC BY 3.0 (see
-``SCAN_LICENSE.txt`` beside it). Pose convention as in the shared set: X_cam = R X_model + t,
-R = Rz(roll) Rx(-pitch) Ry(-yaw) diag(1, -1, -1); the depth of the shared cases is reproduced
-to a median of about 0.05 mm.
+Two modes:
 
-Example::
+- **random** (the default): ``--count`` cases with random yaw (−35…35°), pitch (0, ±8, ±15
+  plus up to ±3°), roll (0, ±15 plus up to ±3°), lens (26, 35, 50 mm equivalent) and light
+  (``key``, ``right``, ``front``), reproducible from ``--seed``.
+- **sweep** (``--sweep``): every combination of the lists given with ``--yaw``, ``--pitch``,
+  ``--roll``, ``--lens`` and ``--lights`` (comma-separated; degrees, 35 mm-equivalent focal
+  lengths in mm, light names), e.g. a pitch sweep of frontal views.
+
+Pose convention as in the shared set: X_cam = R X_model + t, R = Rz(roll) Rx(-pitch) Ry(-yaw)
+diag(1, -1, -1): yaw > 0 turns the nose to the image's right, pitch > 0 lifts the chin (head
+tilted up), roll > 0 tilts the head's top to the image's right. The depth of the shared cases
+is reproduced to a median of about 0.05 mm. The camera is ``--distance-factor`` × the focal
+length of a 768-pixel frame away from the head (0.44 as in the shared set: the face fills
+about half the frame; larger = smaller face); ``--size`` is the image side in pixels (the
+same scene at another resolution).
+
+The scan: "Infinite, 3D Head Scan" by Lee Perry-Smith, Infinite Realities, CC BY 3.0 (see
+``SCAN_LICENSE.txt`` beside it). Its eyes are closed: no iris cue on these renders.
+
+Examples::
 
     python scripts/render_scan_cases.py ../shared/fidelity/scan /tmp/val --count 28 --seed 7
+    python scripts/render_scan_cases.py ../shared/fidelity/scan /tmp/pitch --sweep \\
+        --pitch=-20,-10,0,10,20 --roll=-15,0,15 --lens 24,50,85 --lights key,window
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -26,11 +44,25 @@ from pathlib import Path
 import numpy as np
 
 PIVOT_MODEL_MM = np.array([0.0, 65.5452, 7.2828])  # the shared set's rotation pivot
+#: Light rigs: (position in camera mm, intensity, colour) per light, aimed at the head.
 LIGHTS = {
     "key": [((-400, -300, -300), 1.0, (1, 1, 1)), ((500, 0, -300), 0.35, (0.9, 0.95, 1))],
     "right": [((600, -200, -300), 1.0, (1, 0.95, 0.85)), ((-500, 50, -400), 0.2, (0.8, 0.9, 1))],
     "front": [((0, -50, -1), 1.0, (1, 1, 1))],
+    # Warm side light from the image's right, weak cool fill (like the shared "window").
+    "window": [
+        ((620, -260, -480), 1.25, (1, 0.93, 0.82)),
+        ((-500, 50, -450), 0.22, (0.8, 0.88, 1)),
+    ],
+    # On-camera flash: one light at the lens.
+    "flash": [((0, -20, -5), 1.1, (1, 1, 1))],
+    # Overhead light (deep eye sockets, dark under the chin).
+    "top": [((0, -700, 0), 1.1, (1, 0.97, 0.92)), ((0, 200, -400), 0.2, (1, 1, 1))],
+    # Dim, low-contrast light from below (an unusual, hard case for landmarks).
+    "low": [((150, 500, -300), 0.7, (1, 0.9, 0.8))],
 }
+#: The lights the random mode draws from (kept so that a seed gives the same cases as before).
+RANDOM_LIGHTS = ("key", "right", "front")
 
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -71,51 +103,103 @@ def render(mesh, texture, rot, t, fx, size=768, lights="key"):
     cam.view_angle = math.degrees(2 * math.atan(size / 2 / fx))
     cam.clipping_range = (50, 3000)
     for pos, intensity, color in LIGHTS[lights]:
+        # Floats: PyVista reads a colour with an int component as 0-255 (1 would be 1/255).
+        rgb = tuple(float(c) for c in color)
         plotter.add_light(
-            pv.Light(position=pos, focal_point=(0, 0, 400), color=color, intensity=intensity)
+            pv.Light(position=pos, focal_point=(0, 0, 400), color=rgb, intensity=intensity)
         )
     image = plotter.screenshot(return_img=True)
-    depth = -plotter.get_image_depth(fill_value=np.nan)
+    # Keep the clipping range set above: VTK's reset would put the near plane at 1/1000 of
+    # the far one when the camera is inside the scan's bounding box (short lenses), and the
+    # background would then read as a finite depth.
+    depth = -plotter.get_image_depth(fill_value=np.nan, reset_camera_clipping_range=False)
     plotter.close()
     return image, depth.astype(np.float32)
 
 
-def main(argv=None):
+def write_case(out_dir: Path, name: str, image, depth, *, fx, f35, size, pose, lights):
+    """The three files of one case, in the shared set's layout."""
     import cv2
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("scan_dir", type=Path)
-    ap.add_argument("out_dir", type=Path)
-    ap.add_argument("--count", type=int, default=28)
-    ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args(argv)
-    os.makedirs(args.out_dir, exist_ok=True)
-    mesh, texture = load_scan(args.scan_dir)
-    rng = np.random.default_rng(args.seed)
-    size = 768
-    for i in range(args.count):
+    cv2.imwrite(str(out_dir / f"{name}.png"), image[:, :, ::-1])
+    np.savez_compressed(out_dir / f"{name}_depth.npz", depth=depth)
+    c = (size - 1) / 2
+    meta = {
+        "name": name,
+        "intrinsics": {"fx": fx, "fy": fx, "cx": c, "cy": c, "focal_35mm_equiv_mm": f35},
+        "pose": pose,
+        "lighting": {"name": lights},
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
+
+
+def random_cases(count: int, seed: int, size: int):
+    """(name, yaw, pitch, roll, f35, lights, distance factor, shift) of the random mode."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
         f35 = float(rng.choice([26, 35, 50]))
-        fx = f35 / 36 * size
         yaw = float(rng.uniform(-35, 35))
         pitch = float(rng.choice([-15, -8, 0, 8, 15])) + float(rng.uniform(-3, 3))
         roll = float(rng.choice([-15, 0, 0, 15])) + float(rng.uniform(-3, 3))
-        lights = str(rng.choice(list(LIGHTS)))
-        rot = rotation(yaw, pitch, roll)
-        distance = 0.44 * fx * float(rng.uniform(0.9, 1.1))  # face ~ half the frame
-        t = np.array([rng.uniform(-10, 10), rng.uniform(-10, 10), distance]) - rot @ PIVOT_MODEL_MM
-        image, depth = render(mesh, texture, rot, t, fx, size, lights)
+        lights = str(rng.choice(list(RANDOM_LIGHTS)))
+        factor = float(rng.uniform(0.9, 1.1))
+        shift = (rng.uniform(-10, 10), rng.uniform(-10, 10))
         name = f"v{i:02d}_f{f35:.0f}_y{yaw:+.0f}_p{pitch:+.0f}_r{roll:+.0f}_{lights}"
-        cv2.imwrite(str(args.out_dir / f"{name}.png"), image[:, :, ::-1])
-        np.savez_compressed(args.out_dir / f"{name}_depth.npz", depth=depth)
-        c = (size - 1) / 2
-        meta = {
-            "name": name,
-            "intrinsics": {"fx": fx, "fy": fx, "cx": c, "cy": c, "focal_35mm_equiv_mm": f35},
-            "pose": {"yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll, "R": rot.tolist(),
-                     "t_mm": t.tolist()},
-            "lighting": {"name": lights},
-        }  # fmt: skip
-        (args.out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
+        yield name, yaw, pitch, roll, f35, lights, factor, shift
+
+
+def sweep_cases(args):
+    """Every combination of the sweep lists (no jitter, head centred)."""
+    grid = itertools.product(args.lens, args.yaw, args.pitch, args.roll, args.lights)
+    for f35, yaw, pitch, roll, lights in grid:
+        name = f"s_f{f35:g}_y{yaw:+03g}_p{pitch:+03g}_r{roll:+03g}_{lights}"
+        yield name, yaw, pitch, roll, f35, lights, 1.0, (0.0, 0.0)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _names(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(LIGHTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown lights {unknown}; use {sorted(LIGHTS)}")
+    return names
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scan_dir", type=Path)
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--count", type=int, default=28, help="random mode: number of cases")
+    ap.add_argument("--seed", type=int, default=7, help="random mode: seed")
+    ap.add_argument("--sweep", action="store_true", help="every combination of the lists below")
+    ap.add_argument("--yaw", type=_floats, default=[0.0], help="sweep: yaws, degrees")
+    ap.add_argument("--pitch", type=_floats, default=[0.0], help="sweep: pitches, degrees")
+    ap.add_argument("--roll", type=_floats, default=[0.0], help="sweep: rolls, degrees")
+    ap.add_argument("--lens", type=_floats, default=[50.0], help="sweep: 35 mm-equivalent mm")
+    ap.add_argument("--lights", type=_names, default=["key"], help=f"sweep: {sorted(LIGHTS)}")
+    ap.add_argument("--size", type=int, default=768, help="image side, pixels")
+    ap.add_argument(
+        "--distance-factor", type=float, default=0.44, help="camera distance / 768-px focal length"
+    )
+    args = ap.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    mesh, texture = load_scan(args.scan_dir)
+    size = args.size
+    cases = sweep_cases(args) if args.sweep else random_cases(args.count, args.seed, size)
+    for name, yaw, pitch, roll, f35, lights, factor, shift in cases:
+        fx = f35 / 36 * size
+        rot = rotation(yaw, pitch, roll)
+        distance = args.distance_factor * (768 / size) * fx * factor  # face ~ half the frame
+        t = np.array([shift[0], shift[1], distance]) - rot @ PIVOT_MODEL_MM
+        image, depth = render(mesh, texture, rot, t, fx, size, lights)
+        pose = {"yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll, "R": rot.tolist(),
+                "t_mm": t.tolist()}  # fmt: skip
+        write_case(
+            args.out_dir, name, image, depth, fx=fx, f35=f35, size=size, pose=pose, lights=lights
+        )
         print(name, flush=True)
 
 

@@ -48,7 +48,7 @@ def test_batch_reports_skips_and_resumes(tmp_path, photo_dir, clean_env):
         and "not an image" in status["broken.jpg"]["error"]
     )
     assert status["astronaut.png"]["status"] == "ok"
-    assert status["astronaut.png"]["scale_source"] == "iris"
+    assert status["astronaut.png"]["scale_source"] == "iris+biocular_width_prior"
     assert status["scan.png"]["scale_source"] == "biocular_width_prior"
     assert (out / "summary.csv").read_text().count("\n") == 4
     first = (out / "astronaut.stl").stat().st_mtime_ns

@@ -121,7 +121,8 @@ def test_info_lists_faces_and_scale(astronaut_path, clean_env):
     result = run(["info", astronaut_path, "--json"], clean_env)
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert len(info["faces"]) == 1 and info["faces"][0]["scale_source"] == "iris"
+    assert len(info["faces"]) == 1
+    assert info["faces"][0]["scale_source"] == "iris+biocular_width_prior"
     text = run(["info", astronaut_path], clean_env).stdout
     assert "face 0" in text and "mm/px" in text and "roll" in text
     assert "depth: hybrid (no weights" in text

@@ -64,7 +64,7 @@ def test_mask_is_the_oval_polygon(astronaut_rgb, astronaut_face):
 
 def test_iris_scale_on_open_eyes(astronaut_face):
     scale = estimate_scale(astronaut_face.points)
-    assert scale.source == "iris"
+    assert scale.source == "iris+biocular_width_prior"
     # A human face: outer eye corners 70-110 mm apart at this scale.
     corners = np.linalg.norm(astronaut_face.points[263] - astronaut_face.points[33])
     assert 70 < corners * scale.mm_per_px < 110
@@ -87,6 +87,7 @@ def test_closed_eyes_fall_back_to_the_prior(head_scan_rec, astronaut_face):
         pts[upper, :2] = pts[lower, :2]
     scale = estimate_scale(pts)
     assert scale.source == "biocular_width_prior"
+    assert scale.rejected == ("iris: eyes closed",)
     width = np.linalg.norm(pts[263] - pts[33])
     assert scale.mm_per_px * width == pytest.approx(BIOCULAR_WIDTH_MM[0])
     assert IRIS_DIAMETER_MM[0] == 11.7

@@ -137,6 +137,13 @@ def _add_pipeline_options(parser):
         help="extra Gaussian smoothing sigma, mm (default 0 = none)",
     )
     group.add_argument(
+        "--mask-margin-mm",
+        type=_non_negative_float,
+        default=defaults.mask_margin_mm,
+        help="grow the face mask beyond the landmarks' face oval by this much, mm "
+        f"(default {defaults.mask_margin_mm:g}; 0 = exactly the oval)",
+    )
+    group.add_argument(
         "--mask-erode-px",
         type=_non_negative_float,
         default=defaults.mask_erode_px,

@@ -1,0 +1,92 @@
+"""The face mask covers the face oval: its margin, and coverage of a head tilted up.
+
+Coverage is scored as in ``../shared/fidelity/README.md``, but with the region taken from
+independent MediaPipe face-mesh runs on the photo (as a scorer with its own landmarks would
+take it): the face oval of one face moves by a few pixels from run to run, most on the
+forehead of a head tilted up. The pitched heads are rendered from the shared head scan at
+test time (skipped when ``../shared/fidelity/scan`` is absent).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from scan_renders import needs_scan, render_scan
+
+from face3d_mesh.errors import UsageError
+from face3d_mesh.landmarks import FACE_OVAL
+from face3d_mesh.mask import face_mask
+
+
+def test_face_mask_grows_by_the_margin(astronaut_rec):
+    pts, shape = astronaut_rec.landmarks, astronaut_rec.mask.shape
+    oval = face_mask(pts, shape)
+    grown = face_mask(pts, shape, grow_px=6)
+    assert (grown >= oval).all()
+    perimeter = cv2.arcLength(pts[list(FACE_OVAL), :2].astype(np.float32), closed=True)
+    assert (grown.sum() - oval.sum()) == pytest.approx(6 * perimeter, rel=0.1)
+    # Every added pixel is within the margin of the oval, and the margin is filled.
+    outside = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 5)
+    assert outside[grown & ~oval].max() <= 6.0
+    assert grown[(outside > 0) & (outside <= 5.5)].all()
+    # Grow then erode by as much gives back about the oval.
+    both = face_mask(pts, shape, grow_px=6, erode_px=6)
+    assert abs(int(both.sum()) - int(oval.sum())) < 0.02 * oval.sum()
+    with pytest.raises(UsageError):
+        face_mask(pts, shape, grow_px=-1)
+
+
+def test_reconstruction_mask_is_the_oval_plus_the_margin(astronaut_rec):
+    rec = astronaut_rec
+    oval = face_mask(rec.landmarks, rec.mask.shape)
+    margin_px = rec.config.mask_margin_mm / rec.mm_per_px
+    assert rec.config.mask_margin_mm > 0 and margin_px > 1
+    assert (rec.mask >= oval).all()
+    assert rec.mask.sum() > oval.sum()
+    assert np.isfinite(rec.depth_mm[rec.mask]).all()
+    assert np.isnan(rec.depth_mm[~rec.mask]).all()
+    # The margin continues the face's outermost depth: no jump at the oval's edge.
+    ring = rec.mask & ~oval
+    inner = oval & ~face_mask(rec.landmarks, rec.mask.shape, erode_px=margin_px)
+    assert np.nanmax(rec.depth_mm[ring]) <= np.nanmax(rec.depth_mm[inner]) + 1.0
+    exact = rec.with_config(mask_margin_mm=0)
+    assert (exact.mask == oval).all()
+    assert np.isnan(exact.depth_mm[~oval]).all() and np.isfinite(exact.depth_mm[oval]).all()
+    assert rec.mask.sum() > oval.sum()  # the original is unchanged
+
+
+def _independent_ovals(image: np.ndarray) -> list[np.ndarray]:
+    """Face-mesh landmarks (x, y) of MediaPipe runs on the whole photo: as it is, enlarged
+    by a third, and padded at the top and left (each its own detection and crop)."""
+    from mediapipe.python.solutions import face_mesh
+
+    runs = []
+    with face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
+        for factor, pad in ((1.0, 0), (1.33, 0), (1.0, 96)):
+            im = cv2.copyMakeBorder(image, pad, 0, pad, 0, cv2.BORDER_REPLICATE)
+            im = cv2.resize(im, None, fx=factor, fy=factor) if factor != 1 else im
+            result = mesh.process(np.ascontiguousarray(im))
+            assert result.multi_face_landmarks, "MediaPipe found no face"
+            h, w = im.shape[:2]
+            lm = result.multi_face_landmarks[0].landmark
+            runs.append(np.array([(p.x * w, p.y * h) for p in lm]) / factor - 0.5 - pad)
+    return runs
+
+
+@needs_scan
+@pytest.mark.parametrize(
+    "lens_mm, pitch, roll",
+    [(24, 15, 15), (24, 10, 0), (50, 20, 15), (50, -20, 0)],
+    ids=["24mm-up15-roll15", "24mm-up10", "50mm-up20-roll15", "50mm-down20"],
+)
+def test_mask_covers_the_face_oval_of_a_pitched_head(lens_mm, pitch, roll):
+    import face3d_mesh
+
+    image, gt, fx = render_scan(lens_mm=lens_mm, pitch=pitch, roll=roll)
+    rec = face3d_mesh.reconstruct(image, depth="landmarks", focal_length_px=fx)
+    predicted = np.isfinite(rec.depth_mm)
+    for points in _independent_ovals(image):
+        region = face_mask(points, gt.shape) & np.isfinite(gt)
+        coverage = (region & predicted).sum() / region.sum()
+        assert coverage >= 0.97, coverage

@@ -1,0 +1,216 @@
+"""Metric scale: the iris plausibility checks on real open eyes, and the cue combination.
+
+The iris tests use real MediaPipe landmarks of the open-eyed astronaut photo and of
+variants made from it (resized, rotated, cropped, mirrored); closed eyes come from the head
+scan render. The combination tests use hand-made cues, so their expected values follow from
+the formulas of inverse-variance weighting.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from scan_renders import needs_scan, render_scan
+
+from face3d_mesh.errors import UsageError
+from face3d_mesh.landmarks import detect_faces
+from face3d_mesh.scale import (
+    GROUP_CORRELATION,
+    POPULATION_SIZE_GROUP,
+    ScaleCue,
+    biocular_cue,
+    combine_cues,
+    estimate_scale,
+    iris_cue,
+)
+
+
+def _variant(image: np.ndarray, kind: str) -> tuple[np.ndarray, float]:
+    """A modified copy of the photo and its scale factor (new pixels per old pixel)."""
+    h, w = image.shape[:2]
+    if kind.startswith("resize"):
+        f = float(kind[6:])
+        interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
+        return cv2.resize(image, None, fx=f, fy=f, interpolation=interp), f
+    if kind.startswith("rotate"):
+        m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), float(kind[6:]), 1.0)
+        return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REFLECT), 1.0
+    if kind == "crop":
+        return np.ascontiguousarray(image[0:300, 100:400]), 1.0
+    if kind == "mirror":
+        return np.ascontiguousarray(image[:, ::-1]), 1.0
+    raise ValueError(kind)
+
+
+@pytest.fixture(scope="module")
+def astronaut_points(astronaut_rgb):
+    return detect_faces(astronaut_rgb)[0].points
+
+
+VARIANTS = ("resize0.6", "resize2.5", "rotate-25", "rotate30", "crop", "mirror")
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_open_eyes_pass_the_iris_checks_on_photo_variants(astronaut_rgb, astronaut_points, kind):
+    image, factor = _variant(astronaut_rgb, kind)
+    points = detect_faces(image)[0].points
+    cue, reason = iris_cue(points)
+    assert cue is not None, reason
+    assert "both eyes" in cue.detail
+    scale = estimate_scale(points)
+    assert scale.source == "iris+biocular_width_prior"
+    assert scale.rejected == ()
+    # The same face: the scale follows the resampling (within the landmarks' noise).
+    reference = estimate_scale(astronaut_points).mm_per_px
+    assert scale.mm_per_px * factor == pytest.approx(reference, rel=0.06)
+    # Iris and prior tell the same story for this woman (within their uncertainties).
+    prior = biocular_cue(points)
+    assert abs(math.log(cue.mm_per_px / prior.mm_per_px)) < 2 * math.hypot(
+        cue.rel_sigma, prior.rel_sigma
+    )
+
+
+@pytest.mark.parametrize("length", [1.0, 1.25, 1.5])
+def test_open_eyes_pass_whatever_the_length_of_the_opening(astronaut_points, length):
+    """The reported failure: open eyes whose lid gap is small against the eye's width.
+
+    The old test called an eye closed when its lid gap was under 0.18 of its 2D
+    corner-to-corner width, a width that is largest on a frontal view. Narrower lids (gap
+    x0.7, still 0.56 iris diameters) in a longer opening fall under it as the opening grows;
+    the lid gap is now compared with the iris, which does not depend on the opening's length.
+    """
+    pts = astronaut_points.copy()
+    old_openness = []
+    for outer, inner, upper, lower in ((33, 133, 159, 145), (263, 362, 386, 374)):
+        centre = (pts[outer] + pts[inner]) / 2
+        pts[outer] = centre + length * (pts[outer] - centre)
+        pts[inner] = centre + length * (pts[inner] - centre)
+        mid = (pts[upper] + pts[lower]) / 2
+        pts[upper] = mid + 0.7 * (pts[upper] - mid)
+        pts[lower] = mid + 0.7 * (pts[lower] - mid)
+        gap = np.linalg.norm(pts[upper, :2] - pts[lower, :2])
+        old_openness.append(gap / np.linalg.norm(pts[outer, :2] - pts[inner, :2]))
+    if length == 1.5:
+        assert max(old_openness) < 0.18  # what the old check rejected
+    cue, reason = iris_cue(pts)
+    assert cue is not None, reason
+    assert cue.mm_per_px == pytest.approx(iris_cue(astronaut_points)[0].mm_per_px)
+
+
+def test_closed_eyes_are_rejected_with_a_reason(head_scan_rec, astronaut_points):
+    assert head_scan_rec.scale.source == "biocular_width_prior"
+    assert head_scan_rec.scale.rejected == ("iris: eyes closed",)
+    assert "eyes closed" in head_scan_rec.scale.describe()
+    # Lids half closed over the iris (gap 0.3 iris diameters) count as closed too.
+    pts = astronaut_points.copy()
+    diameter = np.linalg.norm(pts[469, :2] - pts[471, :2])
+    for upper, lower in ((159, 145), (386, 374)):
+        mid = (pts[upper] + pts[lower]) / 2
+        pts[upper, 1], pts[lower, 1] = mid[1] - 0.15 * diameter, mid[1] + 0.15 * diameter
+    assert iris_cue(pts) == (None, "eyes closed")
+
+
+def test_one_closed_eye_rejects_the_iris(astronaut_points):
+    pts = astronaut_points.copy()
+    pts[386, :2] = pts[374, :2]  # the subject's left eye closed
+    assert iris_cue(pts) == (None, "eyes closed")
+
+
+def test_a_far_eye_seen_obliquely_leaves_the_near_one(astronaut_points):
+    pts = astronaut_points.copy()
+    # The subject's left eye turned away: its 2D width halved, its 3D width kept.
+    outer, inner = pts[263].copy(), pts[362].copy()
+    width = np.linalg.norm(outer[:2] - inner[:2])
+    pts[263, 0] = inner[0] + 0.5 * (outer[0] - inner[0])
+    pts[263, 1] = inner[1] + 0.5 * (outer[1] - inner[1])
+    pts[263, 2] = inner[2] + math.sqrt(0.75) * width
+    cue, _ = iris_cue(pts)
+    both, _ = iris_cue(astronaut_points)
+    assert cue is not None and "one eye: left eye seen too obliquely" in cue.detail
+    assert cue.rel_sigma > both.rel_sigma  # one eye measures less well than two
+    assert cue.mm_per_px == pytest.approx(both.mm_per_px, rel=0.08)
+
+
+@needs_scan
+@pytest.mark.parametrize("yaw, pitch", [(0, -20), (25, -15), (-25, -15)])
+def test_closed_eyes_of_a_head_pitched_down_are_not_read_as_open(yaw, pitch):
+    """Seen from above, closed lids look apart to MediaPipe on one eye (up to 0.7 iris
+    diameters on a far eye): the iris must still be rejected."""
+    image, _, _ = render_scan(yaw=yaw, pitch=pitch, lens_mm=35)
+    cue, reason = iris_cue(detect_faces(image)[0].points)
+    assert cue is None and "closed" in reason
+
+
+def test_disagreeing_irises_are_rejected(astronaut_points):
+    pts = astronaut_points.copy()
+    centre = pts[473]
+    pts[474:478] = centre + 1.4 * (pts[474:478] - centre)  # left iris 40 % larger
+    cue, reason = iris_cue(pts)
+    assert cue is None and "disagree" in reason
+
+
+def _cue(name, mm_per_px, sigma, group=None):
+    return ScaleCue(name, mm_per_px, sigma, detail=f"{name} cue", group=group)
+
+
+def test_inverse_variance_weighting():
+    a, b = _cue("a", 0.30, 0.05), _cue("b", 0.32, 0.10)
+    est = combine_cues([a, b])
+    wa, wb = 1 / 0.05**2, 1 / 0.10**2
+    expected = math.exp((wa * math.log(0.30) + wb * math.log(0.32)) / (wa + wb))
+    assert est.mm_per_px == pytest.approx(expected)
+    assert est.weights == pytest.approx((wa / (wa + wb), wb / (wa + wb)))
+    assert est.uncertainty == pytest.approx(1 / math.sqrt(wa + wb))  # consistent: no inflation
+    assert est.consistency < 1
+    assert est.source == "a+b"
+    assert est.detail == "a cue [80%] + b cue [20%]"
+
+
+def test_inconsistent_cues_widen_the_uncertainty():
+    a, b = _cue("a", 0.30, 0.05), _cue("b", 0.36, 0.05)  # 18 % apart, 2.6 sigma
+    est = combine_cues([a, b])
+    chi2 = (math.log(0.36 / 0.30) / 2) ** 2 * 2 / 0.05**2
+    assert est.consistency == pytest.approx(chi2)
+    assert est.uncertainty == pytest.approx(0.05 / math.sqrt(2) * math.sqrt(chi2))
+    assert est.mm_per_px == pytest.approx(math.sqrt(0.30 * 0.36))
+    assert "cues disagree" in est.detail
+
+
+def test_an_outlier_among_three_cues_is_left_out():
+    cues = [_cue("a", 0.30, 0.04), _cue("b", 0.31, 0.04), _cue("c", 0.45, 0.04)]
+    est = combine_cues(cues)
+    assert est.source == "a+b"
+    assert len(est.rejected) == 1 and est.rejected[0].startswith("c: disagrees")
+    assert est.mm_per_px == pytest.approx(math.sqrt(0.30 * 0.31))
+
+
+def test_correlated_priors_count_less_than_independent_ones():
+    independent = combine_cues([_cue("a", 0.3, 0.05), _cue("b", 0.3, 0.05)])
+    grouped = combine_cues([_cue("a", 0.3, 0.05, "g"), _cue("b", 0.3, 0.05, "g")])
+    assert independent.uncertainty == pytest.approx(0.05 / math.sqrt(2))
+    assert grouped.uncertainty == pytest.approx(0.05 * math.sqrt((1 + GROUP_CORRELATION) / 2))
+
+
+def test_extra_cue_joins_the_landmark_cues(astronaut_points):
+    base = estimate_scale(astronaut_points)
+    model = ScaleCue("model", base.mm_per_px * 1.02, 0.04, group=POPULATION_SIZE_GROUP)
+    est = estimate_scale(astronaut_points, extra_cues=[model])
+    assert est.source == "iris+biocular_width_prior+model"
+    assert [c.name for c in est.cues] == ["iris", "biocular_width_prior", "model"]
+    assert sum(est.weights) == pytest.approx(1.0)
+    assert est.uncertainty < base.uncertainty
+    assert est.mm_per_px == pytest.approx(base.mm_per_px, rel=0.03)
+
+
+def test_bad_cues_are_refused():
+    with pytest.raises(UsageError):
+        ScaleCue("bad", -1.0, 0.05)
+    with pytest.raises(UsageError):
+        ScaleCue("bad", 0.3, 0.0)
+    with pytest.raises(UsageError):
+        combine_cues([])
+    with pytest.raises(UsageError):
+        combine_cues([_cue("a", 0.3, 0.05), _cue("a", 0.3, 0.05)])
