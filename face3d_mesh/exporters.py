@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EXPORTERS",
+    "encode_mesh",
     "export",
     "export_mesh",
     "load_mesh",
@@ -414,10 +415,33 @@ def export_mesh(
         ``mesh`` or ``texture`` is not valid.
     """
     path = Path(path)
-    exporter = EXPORTERS[supported_extension(path)]
+    supported_extension(path)
     check_writable(path)
-    files = exporter(as_mesh_arrays(mesh), path, texture=texture)  # the arrays, once
+    files = encode_mesh(mesh, path, texture=texture)
     for p in files:
         check_writable(p)
     write_atomically(files)
     return list(files)
+
+
+def encode_mesh(
+    mesh, path: str | os.PathLike, *, texture: np.ndarray | None = None
+) -> dict[Path, bytes]:
+    """The files :func:`export_mesh` would write, as bytes in memory; nothing is written.
+
+    Parameters
+    ----------
+    mesh, texture
+        As for :func:`export_mesh`.
+    path : str or path-like
+        The main file's name; its extension picks the format, and the names of an OBJ's
+        ``.mtl`` and texture follow from it. Its folder need not exist.
+
+    Returns
+    -------
+    dict of pathlib.Path to bytes
+        Every file's contents, in the order to put them in place (``path`` last).
+    """
+    path = Path(path)
+    exporter = EXPORTERS[supported_extension(path)]
+    return exporter(as_mesh_arrays(mesh), path, texture=texture)  # the arrays, once

@@ -227,10 +227,33 @@ class Reconstruction:
         """
         from .exporters import export_mesh
 
+        mesh, texture = self._export_mesh(solid, base_mm, width_mm)
+        return export_mesh(mesh, path, texture=texture)
+
+    def encode(
+        self,
+        path,
+        *,
+        solid: bool = False,
+        base_mm: float = 3.0,
+        width_mm: float | None = None,
+    ) -> dict[Path, bytes]:
+        """The files :meth:`save` would write, as bytes in memory (nothing is written).
+
+        Same parameters as :meth:`save`; ``path``'s folder need not exist. Returns
+        ``{path: bytes}`` for every file (an OBJ's ``.mtl`` and texture first, ``path`` last).
+        """
+        from .exporters import encode_mesh
+
+        mesh, texture = self._export_mesh(solid, base_mm, width_mm)
+        return encode_mesh(mesh, path, texture=texture)
+
+    def _export_mesh(self, solid, base_mm, width_mm):
         if not solid and width_mm is not None:
             raise UsageError("width_mm applies to solids only (use solid=True)")
-        mesh = self.solid(base_mm=base_mm, width_mm=width_mm) if solid else self.mesh
-        return export_mesh(mesh, path, texture=None if solid else self.image)
+        if solid:
+            return self.solid(base_mm=base_mm, width_mm=width_mm), None
+        return self.mesh, self.image
 
     def to_trimesh(self):
         """The mesh as a ``trimesh.Trimesh`` (needs trimesh installed); vertex colours kept."""

@@ -286,8 +286,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="one mesh per face found (default: the largest face only)",
     )
     p.add_argument("--save-depth", action="store_true", help="also write depth maps (.npy)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel worker processes (default 1), or Ray actors with --ray (default: one "
+        "per GPU when they use GPUs, else one per --cpus-per-worker CPUs of the cluster)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    group = p.add_argument_group("Ray cluster (pip install 'face3d_mesh[cluster]')")
+    group.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray: local (a new instance on this machine), auto (RAY_ADDRESS or the "
+        "running local cluster), ray://HOST:10001 (Ray Client) or HOST:6379; outputs are "
+        "written here, the cluster needs no shared filesystem",
+    )
+    group.add_argument(
+        "--cpus-per-worker",
+        type=_positive_float,
+        default=None,
+        help="CPUs each Ray actor reserves (default 1)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=_non_negative_float,
+        default=None,
+        help="GPUs each Ray actor reserves (default 1 when the cluster has GPUs and the depth "
+        "backend is neural, else 0)",
+    )
     _add_pipeline_options(p)
     return parser
 
