@@ -6,6 +6,7 @@ Copies the sample photos ``--copies`` times into a temporary folder and runs
 on a local Ray instance with 1 and 2 actors (``--ray-workers``; skipped without Ray).
 Each run's ``seconds`` includes its workers' start-up (spawn or actor creation, imports,
 MediaPipe), as in a real batch; Ray's own start-up (``ray.init``) is reported apart, once.
+Like the worker processes, each of N actors gets cores/N CPUs (and as many threads).
 ``steady_s_per_image`` is the time between the first and the last finished image divided by
 the images in between: the cost per image once the workers run, which is where Ray's
 overhead per image shows (``ray_overhead``: Ray's steady cost over the processes', same
@@ -33,6 +34,8 @@ def _run(inputs, out, *, fmt, workers, ray=None):
     from face3d_mesh.config import ReconstructionConfig
     from face3d_mesh.frontends.batch import reconstruct_batch
 
+    # Ray actors share the cores as the worker processes do (threads = cores / workers).
+    cpus = (os.cpu_count() or 1) / workers
     finished = []
     start = time.perf_counter()
     items = reconstruct_batch(
@@ -43,6 +46,7 @@ def _run(inputs, out, *, fmt, workers, ray=None):
         overwrite=True,
         config=ReconstructionConfig(depth="landmarks"),
         ray=ray,
+        cpus_per_worker=cpus if ray else 1.0,
         on_item=lambda item: finished.append(time.perf_counter()),
     )
     seconds = time.perf_counter() - start
@@ -63,6 +67,7 @@ def _median_runs(runs: list[dict], images: int) -> dict:
         "seconds": round(seconds, 2),
         "images_per_s": round(images / seconds, 2),
         "steady_s_per_image": round(statistics.median(steady), 3) if steady else None,
+        "steady_each_repeat": [round(value, 3) for value in steady],
         "failed": max(r["failed"] for r in runs),
     }
 

@@ -64,29 +64,37 @@ def _reason(exc: BaseException, *, last: bool = False) -> str:
     return lines[-1][:300] if last else f"{type(exc).__name__}: {lines[0][:200]}"
 
 
+def _with_port(address: str) -> str:
+    """``address`` with Ray's default port when it names none."""
+    client = address.startswith("ray://")
+    host = address[len("ray://") :] if client else address
+    if ":" in host.rsplit("]", 1)[-1]:
+        return address
+    return f"{address}:{_CLIENT_PORT if client else _GCS_PORT}"
+
+
 def _probe(address: str, timeout_s: float) -> None:
     """Raise UsageError unless a Ray GCS (``HOST:PORT``) or Ray Client server (``ray://``)
     answers at ``address`` within ``timeout_s``: ``ray.init`` alone may wait for minutes."""
     import grpc
 
     client = address.startswith("ray://")
-    target = address[len("ray://") :] if client else address
-    if ":" not in target.rsplit("]", 1)[-1]:
-        target += f":{_CLIENT_PORT if client else _GCS_PORT}"
     service = "RayletDriver/ClusterInfo" if client else "NodeInfoGcsService/GetClusterId"
+    target = address[len("ray://") :] if client else address
     channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
     try:
         channel.unary_unary(f"/ray.rpc.{service}")(b"", timeout=timeout_s)
     except grpc.RpcError as exc:
         code = exc.code()
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise UsageError(
-                f"cannot reach the Ray cluster at {address} (nothing answered within "
-                f"{timeout_s:g} s)"
-            ) from None
-        if code == grpc.StatusCode.UNIMPLEMENTED:
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            why = f"no answer within {timeout_s:g} s"
+        elif code == grpc.StatusCode.UNAVAILABLE:
+            why = (exc.details() or "unavailable").rsplit(": ", 1)[-1].strip("[]")
+        elif code == grpc.StatusCode.UNIMPLEMENTED:
             raise UsageError(f"{address} answers, but it is not a Ray cluster") from None
-        # any other answer (e.g. a bad request or a missing token) comes from Ray itself
+        else:  # any other answer (a bad request, a missing token) comes from Ray itself
+            return
+        raise UsageError(f"cannot reach the Ray cluster at {address} ({why})") from None
     finally:
         channel.close()
 
@@ -97,10 +105,14 @@ def _connect(ray, address: str, *, timeout_s: float) -> bool:
         return False
     quiet = {"logging_level": "ERROR", "log_to_driver": False}
     if address == "local":
-        ray.init(address="local", include_dashboard=False, **quiet)
+        try:
+            ray.init(address="local", include_dashboard=False, **quiet)
+        except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+            raise UsageError(f"cannot start a local Ray instance: {_reason(exc)}") from None
         return True
     target = os.environ.get("RAY_ADDRESS", "auto") if address == "auto" else address
     if target != "auto":
+        target = _with_port(target)
         _probe(target, timeout_s)
     # The actors import this very code (shipped once per connection), wherever they run.
     package = str(Path(__file__).resolve().parents[1])
@@ -443,6 +455,10 @@ def run_on_ray(
     UsageError
         Ray not installed, the cluster unreachable, or no actor could start.
     """
+    if not address or not address.strip() or " " in address.strip():
+        raise UsageError(
+            f"--ray needs an address: local, auto, ray://HOST:10001 or HOST:6379, got {address!r}"
+        )
     if not cpus_per_worker > 0:
         raise UsageError(f"cpus per worker must be > 0, got {cpus_per_worker}")
     if gpus_per_worker is not None and not gpus_per_worker >= 0:
