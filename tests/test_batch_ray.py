@@ -106,8 +106,9 @@ def test_two_nodes_match_the_local_batch_and_resume(
         assert rows[f"{name}.png"]["status"] == "ok"
         assert _same_as_reference(out, reference, name, source)
     nodes = {node.node_id for node in [cluster.head_node, *cluster.worker_nodes]}
-    assert {row["node"] for row in rows.values()} == nodes
-    assert len({row["worker"] for row in rows.values()}) == 2
+    ran = {name: (row["node"], row["worker"], row["seconds"]) for name, row in rows.items()}
+    assert {row["node"] for row in rows.values()} == nodes, ran
+    assert len({row["worker"] for row in rows.values()}) == 2, ran
     assert "node,worker" in (out / "summary.csv").read_text().splitlines()[0]
 
     # Rerun: everything finished is skipped and untouched; the broken file fails again.

@@ -9,7 +9,8 @@ actor are in flight, so the driver's memory stays flat for any number of inputs.
 
 Faults: when an actor or its node dies, the inputs it held go to the other actors and the
 dead one is replaced. Only the input it was running counts the death; one whose worker
-died :data:`MAX_ATTEMPTS` times is reported failed. Ray is imported only here.
+died :data:`MAX_ATTEMPTS` times is reported failed. Ray is imported only when a batch
+runs with ``ray`` (here and in ``_ray_connect``).
 """
 
 from __future__ import annotations
@@ -33,101 +34,26 @@ from ._batch_jobs import (
     render_many,
     write_outputs,
 )
+from ._ray_connect import connect, import_ray, reason
 
-__all__ = ["run_on_ray", "MAX_ATTEMPTS", "TASKS_PER_ACTOR"]
+__all__ = ["run_on_ray", "MAX_ATTEMPTS", "START_GRACE_S", "TASKS_PER_ACTOR"]
 
 #: Tasks sent ahead to each actor: one running, one waiting (no idle round trips).
 TASKS_PER_ACTOR = 2
 #: Times an input may be running when its worker dies before it is reported failed.
 MAX_ATTEMPTS = 3
+#: Seconds the first actor to start waits for the other first ones before the batch begins,
+#: so that the work is shared from the first input on (actors start a few seconds apart).
+START_GRACE_S = 10.0
 #: Consecutive actor start failures after which no more are started.
 _MAX_START_FAILURES = 3
-RAY_MISSING = "--ray needs Ray: pip install 'face3d_mesh[cluster]'"
-_GCS_PORT, _CLIENT_PORT = 6379, 10001
 _log = logging.getLogger(__name__)
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise UsageError(RAY_MISSING) from None
-    return ray
-
-
-def _reason(exc: BaseException, *, last: bool = False) -> str:
-    """One line of an exception's message (the first; or the last, where a traceback ends
-    with its cause), with the exception's name."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    return lines[-1][:300] if last else f"{type(exc).__name__}: {lines[0][:200]}"
-
-
-def _with_port(address: str) -> str:
-    """``address`` with Ray's default port when it names none."""
-    client = address.startswith("ray://")
-    host = address[len("ray://") :] if client else address
-    if ":" in host.rsplit("]", 1)[-1]:
-        return address
-    return f"{address}:{_CLIENT_PORT if client else _GCS_PORT}"
-
-
-def _probe(address: str, timeout_s: float) -> None:
-    """Raise UsageError unless a Ray GCS (``HOST:PORT``) or Ray Client server (``ray://``)
-    answers at ``address`` within ``timeout_s``: ``ray.init`` alone may wait for minutes."""
-    import grpc
-
-    client = address.startswith("ray://")
-    service = "RayletDriver/ClusterInfo" if client else "NodeInfoGcsService/GetClusterId"
-    target = address[len("ray://") :] if client else address
-    channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
-    try:
-        channel.unary_unary(f"/ray.rpc.{service}")(b"", timeout=timeout_s)
-    except grpc.RpcError as exc:
-        code = exc.code()
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            why = f"no answer within {timeout_s:g} s"
-        elif code == grpc.StatusCode.UNAVAILABLE:
-            why = (exc.details() or "unavailable").rsplit(": ", 1)[-1].strip("[]")
-        elif code == grpc.StatusCode.UNIMPLEMENTED:
-            raise UsageError(f"{address} answers, but it is not a Ray cluster") from None
-        else:  # any other answer (a bad request, a missing token) comes from Ray itself
-            return
-        raise UsageError(f"cannot reach the Ray cluster at {address} ({why})") from None
-    finally:
-        channel.close()
-
-
-def _connect(ray, address: str, *, timeout_s: float) -> bool:
-    """Connect this process to Ray; True when it did (and must ``ray.shutdown()`` after)."""
-    if ray.is_initialized():
-        return False
-    quiet = {"logging_level": "ERROR", "log_to_driver": False}
-    if address == "local":
-        try:
-            ray.init(address="local", include_dashboard=False, **quiet)
-        except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
-            raise UsageError(f"cannot start a local Ray instance: {_reason(exc)}") from None
-        return True
-    target = os.environ.get("RAY_ADDRESS", "auto") if address == "auto" else address
-    if target != "auto":
-        target = _with_port(target)
-        _probe(target, timeout_s)
-    # The actors import this very code (shipped once per connection), wherever they run.
-    package = str(Path(__file__).resolve().parents[1])
-    runtime_env = {"py_modules": [package], "excludes": ["__pycache__"]}
-    try:
-        ray.init(address=target, runtime_env=runtime_env, **quiet)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        raise UsageError(f"cannot join the Ray cluster at {address}: {_reason(exc)}") from None
-    return True
 
 
 class _Worker:
     """A Ray actor: MediaPipe and the depth model stay loaded; jobs come in as photo bytes
     and go back as ``(BatchItem, {file name: bytes})``. Nothing stays on its machine: each
-    photo lies in a private temporary folder only while it is read."""
+    photo is held in a memory file only while it is read."""
 
     def __init__(self, index: int, threads: int):
         import importlib
@@ -242,7 +168,7 @@ class _Scheduler:
         self.owner: dict = {}  # task ref -> (_Task, _Actor)
         self.actors: list[_Actor] = []
         self.started_any, self.start_failures, self.start_error = False, 0, ""
-        self.stalled_since = None
+        self.stalled_since = self.first_ready_at = None
         self.loss = ""
 
     def run(self) -> None:
@@ -283,15 +209,18 @@ class _Scheduler:
             actor.node, actor.name = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             self.start_failures += 1
-            self.start_error = _reason(exc, last=True)
+            self.start_error = reason(exc, last=True)
             self._kill(actor)
             if self.start_failures < _MAX_START_FAILURES and (self.queue or self.owner):
                 self._start_actor()
             return
         self.started_any, self.start_failures = True, 0
+        self.first_ready_at = self.first_ready_at or time.monotonic()
         self.ready[actor.index] = actor
 
     def _send(self) -> None:
+        if self._holding():
+            return
         for actor in sorted(self.ready.values(), key=lambda a: len(a.sent)):
             while self.queue and len(actor.sent) < TASKS_PER_ACTOR:
                 task = self.queue.popleft()
@@ -300,6 +229,12 @@ class _Scheduler:
                     ref = actor.handle.render.remote(task.jobs, photos, self.batch_size)
                     self.owner[ref] = (task, actor)
                     actor.sent.append(ref)
+
+    def _holding(self) -> bool:
+        """Whether to hold the first tasks back while other first actors still start."""
+        if self.first_ready_at is None or time.monotonic() - self.first_ready_at > START_GRACE_S:
+            return False
+        return any(actor.index < self.workers for actor in self.starting.values())
 
     def _read(self, task: _Task) -> list[bytes]:
         """The photos' bytes; a file this process cannot read fails here, as it would
@@ -320,10 +255,10 @@ class _Scheduler:
         try:
             return self.ray.get(ref, timeout=timeout)
         except _lost_errors(self.ray) as exc:
-            self.loss = _reason(exc)
+            self.loss = reason(exc)
             return None
         except self.ray.exceptions.RayError as exc:
-            return [_failed(job, f"internal error: {_reason(exc)}") for job in task.jobs]
+            return [_failed(job, f"internal error: {reason(exc)}") for job in task.jobs]
 
     def _returned(self, ref) -> None:
         results = self._outcome(ref)
@@ -465,8 +400,8 @@ def run_on_ray(
         raise UsageError(f"gpus per worker must be >= 0, got {gpus_per_worker}")
     if network_batch is not None and network_batch < 1:
         raise UsageError("network_batch must be at least 1")
-    ray = _import_ray()
-    owns = _connect(ray, address, timeout_s=connect_timeout_s)
+    ray = import_ray()
+    owns = connect(ray, address, timeout_s=connect_timeout_s)
     try:
         total = ray.cluster_resources()
         neural = neural_backend(todo[0].config)
