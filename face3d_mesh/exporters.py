@@ -16,6 +16,7 @@ metres, glTF's unit, so that Blender and web viewers show the true size.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -298,7 +299,36 @@ def write_3mf(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     """
     from trimesh.exchange.threemf import export_3MF
 
-    return {path: bytes(export_3MF(_trimesh(mesh)))}
+    return {path: _deterministic_uuids(bytes(export_3MF(_trimesh(mesh))))}
+
+
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _deterministic_uuids(package: bytes) -> bytes:
+    """The 3MF package with its random object/build UUIDs replaced by ones derived from
+    its content, so that the same mesh always gives the same bytes (like the other formats).
+    """
+    import hashlib
+    import io
+    import uuid
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(package)) as src:
+        parts = [(info, src.read(info)) for info in src.infolist()]
+    digest = hashlib.sha256(b"".join(_UUID.sub(b"", data) for _, data in parts)).hexdigest()
+    count = iter(range(1 << 30))
+
+    def stable(_match):
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{digest}/{next(count)}")).encode()
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info, data in parts:
+            if info.filename.endswith(".model"):
+                data = _UUID.sub(stable, data)
+            dst.writestr(info, data)
+    return out.getvalue()
 
 
 Exporter = Callable[..., _Files]
