@@ -1,6 +1,6 @@
 """Command-line interface: ``face3d-mesh`` / ``python -m face3d_mesh``.
 
-Subcommands: ``export``, ``depth``, ``info``, ``view``, ``models``, ``batch``.
+Subcommands: ``export``, ``depth``, ``info``, ``view``, ``models``, ``batch``, ``web``.
 Errors are printed as one line (no traceback) and mapped to the exit codes documented in
 :mod:`face3d_mesh.errors`; set ``FACE3D_MESH_DEBUG=1`` to see tracebacks.
 """
@@ -317,7 +317,30 @@ def build_parser() -> argparse.ArgumentParser:
         "backend is neural, else 0)",
     )
     _add_pipeline_options(p)
+
+    p = sub.add_parser(
+        "web",
+        help="the web app: upload a photo in a browser, turn the 3D face, download files",
+        description="Serve the web app (Streamlit) until Ctrl-C; prints the address to open.",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0: every "
+        "network interface, best behind a reverse proxy, see the README)",
+    )
+    p.add_argument("--port", type=_port, default=8501, help="port (default 8501)")
     return parser
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {text}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -545,6 +568,12 @@ def _cmd_batch(args):
     return run_batch(args, config=_config_from(args))
 
 
+def _cmd_web(args):
+    from .web import run_web
+
+    return run_web(host=args.host, port=args.port)
+
+
 _COMMANDS = {
     "export": _cmd_export,
     "depth": _cmd_depth,
@@ -552,4 +581,5 @@ _COMMANDS = {
     "view": _cmd_view,
     "models": _cmd_models,
     "batch": _cmd_batch,
+    "web": _cmd_web,
 }
