@@ -83,10 +83,6 @@ def mesh_file_bytes(mesh, file_name: str, *, texture=None) -> dict:
     return {PurePath(p).name: data for p, data in files.items()}
 
 
-def _single(mesh, file_name, *, texture=None) -> bytes:
-    return mesh_file_bytes(mesh, file_name, texture=texture)[file_name]
-
-
 def _zip(files: dict) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -95,12 +91,15 @@ def _zip(files: dict) -> bytes:
     return buffer.getvalue()
 
 
-def mesh_downloads(rec, stem: str, *, width_mm=None, base_mm: float = 3.0) -> list[Download]:
+def mesh_downloads(current, stem: str, *, width_mm=None, base_mm: float = 3.0) -> list[Download]:
     """The mesh downloads of a reconstruction, full resolution, in the order shown.
 
     Parameters
     ----------
-    rec : Reconstruction
+    current : callable
+        Returns the :class:`~face3d_mesh.pipeline.Reconstruction` to export; called when a
+        button is pressed. (The buttons hold this callable, not the reconstruction, so that
+        a page's old buttons never keep an old reconstruction's arrays alive.)
     stem : str
         File-name stem (from :func:`safe_stem`).
     width_mm : float or None, keyword-only
@@ -115,42 +114,50 @@ def mesh_downloads(rec, stem: str, *, width_mm=None, base_mm: float = 3.0) -> li
     """
     from ...exporters import supported_extensions
 
-    mesh, photo = rec.mesh, rec.image
+    def file(name, *, solid=False, texture=False):
+        rec = current()
+        mesh = rec.solid(base_mm=base_mm, width_mm=width_mm) if solid else rec.mesh
+        return mesh_file_bytes(mesh, name, texture=rec.image if texture else None)
+
+    def single(name, **options):
+        return lambda: file(name, **options)[name]
+
     size = "real size" if width_mm is None else f"{width_mm:g} mm wide"
     solid = f"{stem}_solid.stl"
     items = [
-        Download("STL", f"{stem}.stl", "model/stl", lambda: _single(mesh, f"{stem}.stl"),
+        Download("STL", f"{stem}.stl", "model/stl", single(f"{stem}.stl"),
                  "The face surface (open at the back), in millimetres."),
-        Download("Solid STL", solid, "model/stl",
-                 lambda: _single(rec.solid(base_mm=base_mm, width_mm=width_mm), solid),
+        Download("Solid STL", solid, "model/stl", single(solid, solid=True),
                  f"Ready to 3D print: closed, with a flat back {base_mm:g} mm thick; {size}."),
         Download("OBJ (zip)", f"{stem}_obj.zip", "application/zip",
-                 lambda: _zip(mesh_file_bytes(mesh, f"{stem}.obj", texture=photo)),
+                 lambda: _zip(file(f"{stem}.obj", texture=True)),
                  "OBJ + MTL + texture picture in one zip, for 3D programs (Blender...)."),
-        Download("PLY", f"{stem}.ply", "application/octet-stream",
-                 lambda: _single(mesh, f"{stem}.ply"),
+        Download("PLY", f"{stem}.ply", "application/octet-stream", single(f"{stem}.ply"),
                  "The surface with the photo's colours per point."),
     ]  # fmt: skip
     if ".glb" in supported_extensions():
         items.append(
             Download("GLB", f"{stem}.glb", "model/gltf-binary",
-                     lambda: _single(mesh, f"{stem}.glb", texture=photo),
+                     single(f"{stem}.glb", texture=True),
                      "Textured glTF binary (true size; glTF's unit is the metre), for the web, "
                      "phones and AR viewers.")
         )  # fmt: skip
     return items
 
 
-def depth_downloads(rec, stem: str) -> list[Download]:
-    """The depth map downloads: the grayscale PNG (lighter = closer) and the .npy in mm."""
+def depth_downloads(current, stem: str) -> list[Download]:
+    """The depth map downloads: the grayscale PNG (lighter = closer) and the .npy in mm.
+
+    ``current`` returns the reconstruction when a button is pressed (as for
+    :func:`mesh_downloads`).
+    """
     from ...depth_io import encode_depth
 
-    depth = rec.depth_mm
     return [
         Download("Depth PNG", f"{stem}_depth.png", "image/png",
-                 lambda: encode_depth(depth, "depth.png"),
+                 lambda: encode_depth(current().depth_mm, "depth.png"),
                  "Grayscale, lighter = closer, black background (as `face3d-mesh depth`)."),
         Download("Depth .npy (mm)", f"{stem}_depth.npy", "application/octet-stream",
-                 lambda: encode_depth(depth, "depth.npy"),
+                 lambda: encode_depth(current().depth_mm, "depth.npy"),
                  "NumPy array, float32 millimetres, larger = farther, NaN outside the face."),
     ]  # fmt: skip

@@ -210,6 +210,12 @@ class WebSession:
             self.problem = explain(exc, name=self.photo_name)
             return None
 
+    def current(self):
+        """The current reconstruction (what the download buttons export when pressed)."""
+        if self.rec is None:
+            raise Face3DError("there is no reconstruction to download: upload a photo first")
+        return self.rec
+
     def _config(self, settings, finish):
         """The configuration to reconstruct with, and whether a neural network runs."""
         from ...pipeline import cached_depth_weights

@@ -24,7 +24,7 @@ from face3d_mesh.presentation import annotate_photo, depth_preview, face_box, fi
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "mpo"]
 #: Triangles of the mesh drawn in the browser (the downloads keep the full mesh).
-VIEW_TRIANGLES = 40_000
+VIEW_TRIANGLES = 20_000
 PICTURE_SIDE = 640
 VIEW_HEIGHT = 520
 DEPTH_CHOICES = {
@@ -182,7 +182,7 @@ def _pictures(session: WebSession, rec, found, face: int) -> None:
                output_format="JPEG", width="stretch")  # fmt: skip
     right.image(gray, output_format="PNG", width="stretch",
                 caption=f"Depth map: lighter = closer (darkest: {span:.0f} mm behind)")  # fmt: skip
-    _buttons(depth_downloads(rec, safe_stem(session.photo_name)), columns=2)
+    _buttons(depth_downloads(session.current, safe_stem(session.photo_name)), columns=2)
 
 
 def _buttons(downloads, *, columns: int) -> None:
@@ -223,7 +223,7 @@ def _mesh_downloads(session: WebSession, rec) -> None:
                            help="Empty: real size. The solid is scaled evenly.")  # fmt: skip
     base = b.number_input("Solid STL back plate (mm)", min_value=0.5, max_value=50.0,
                           value=3.0, step=0.5, key="base_mm")  # fmt: skip
-    downloads = mesh_downloads(rec, safe_stem(session.photo_name), width_mm=width,
+    downloads = mesh_downloads(session.current, safe_stem(session.photo_name), width_mm=width,
                                base_mm=float(base))  # fmt: skip
     _buttons(downloads, columns=len(downloads))
 
