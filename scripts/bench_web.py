@@ -10,8 +10,8 @@ used unless cached and chosen), and a Chromium page (1400×1000) is driven with 
   file name), after one warm-up upload.
 - ``smoothing_to_view_s``: the smoothing slider moved one step (0.25 mm) with the keyboard →
   the new 3D view drawn.
-- ``bytes_per_view``: what the browser received for one 3D view: WebSocket frames plus
-  media (pictures) of one re-run; the 3D figure's own JSON size.
+- ``bytes_per_view``: what the browser received for one new 3D view after a smoothing
+  change (WebSocket frames plus media: the figure and the new depth picture).
 - ``server_rss_mb``: resident memory of the Streamlit server after the warm-up, and after
   ``--uploads`` more 12 MP uploads (memory should stay flat).
 
@@ -92,8 +92,7 @@ def _summary(values):
     return {"median": round(statistics.median(values), 3), "runs": [round(v, 3) for v in values]}
 
 
-def measure(page, server, photo: bytes, repeats: int, uploads: int) -> dict:
-    traffic = Traffic(page)
+def measure(page, traffic, server, photo: bytes, repeats: int, uploads: int) -> dict:
     web_driver.upload(page, "warm-up.jpg", photo)
     meta = web_driver.wait_for_view(page, timeout_s=120)
     rss_warm = _rss_mb(server.process.pid)
@@ -114,10 +113,6 @@ def measure(page, server, photo: bytes, repeats: int, uploads: int) -> dict:
             view_bytes.append(traffic.bytes - before)
         web_driver.press_slider(page, "Smoothing (mm)", key="Home")
         meta = web_driver.wait_for_view(page, meta)
-    figure_json = page.evaluate(
-        "() => { const gd = document.querySelector('.js-plotly-plot');"
-        " return JSON.stringify({data: gd.data, layout: gd.layout}).length; }"
-    )
     for i in range(uploads):
         web_driver.upload(page, f"more-{i}.jpg", photo)
         meta = web_driver.wait_for_view(page, meta)
@@ -125,7 +120,7 @@ def measure(page, server, photo: bytes, repeats: int, uploads: int) -> dict:
     return {
         "upload_to_view_s": _summary(upload_s),
         "smoothing_to_view_s": _summary(smooth_s),
-        "bytes_per_view": {"smoothing_rerun_max": max(view_bytes), "figure_json": figure_json},
+        "bytes_per_view": {"smoothing_rerun_max": max(view_bytes)},
         "server_rss_mb": {"after_warm_up": rss_warm, f"after_{uploads}_more_uploads":
                           _rss_mb(server.process.pid)},  # fmt: skip
         "server_stages": next((line for line in facts.splitlines() if "ms" in line), ""),
@@ -145,9 +140,10 @@ def main() -> int:
     photo = twelve_megapixel_jpeg()
     with web_driver.WebServer() as server, sync_playwright() as p:
         browser = web_driver.launch(p)
-        page = web_driver.open_app(browser.new_context(viewport={"width": 1400, "height": 1000}),
-                                   server.url)  # fmt: skip
-        result = measure(page, server, photo, args.repeats, args.uploads)
+        traffic = []
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = web_driver.open_app(context, server.url, before=lambda q: traffic.append(Traffic(q)))
+        result = measure(page, traffic[0], server, photo, args.repeats, args.uploads)
         browser.close()
     result.update(
         photo={"pixels": "4000x3000", "jpeg_bytes": len(photo)},

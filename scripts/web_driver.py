@@ -96,9 +96,11 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
 
 
-def open_app(context, url: str, *, timeout_ms: float = 60_000):
-    """A new page on the app, once its upload box is there."""
+def open_app(context, url: str, *, timeout_ms: float = 60_000, before=None):
+    """A new page on the app, once its upload box is there (``before(page)`` runs first)."""
     page = context.new_page()
+    if before is not None:
+        before(page)
     page.goto(url)
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(
         state="attached", timeout=timeout_ms
