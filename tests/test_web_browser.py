@@ -19,8 +19,6 @@ trimesh = pytest.importorskip("trimesh")
 if web_driver.chromium_path() is None:
     pytest.skip("no chromium installed (apt-get install chromium)", allow_module_level=True)
 
-from face3d_mesh.exporters import supported_extensions  # noqa: E402
-
 HEAD_SCAN = ROOT / "sample_data" / "lps_head_scan_studio.png"
 ASTRONAUT = ROOT / "sample_data" / "astronaut.png"
 
@@ -59,10 +57,10 @@ def test_upload_turn_smooth_download_and_recover_from_a_bad_file(server, browser
     assert name == "astronaut_solid.stl"
     solid = trimesh.load(io.BytesIO(data), file_type="stl")
     assert solid.is_watertight and solid.volume > 10_000  # mm³
-    if ".glb" in supported_extensions():
-        name, data = web_driver.download(page, "GLB")
-        scene = trimesh.load(io.BytesIO(data), file_type="glb")
-        assert name == "astronaut.glb" and 0.05 < max(scene.extents) < 0.4  # metres
+    name, data = web_driver.download(page, "GLB")
+    scene = trimesh.load(io.BytesIO(data), file_type="glb")
+    assert name == "astronaut.glb" and 0.05 < max(scene.extents) < 0.4  # metres
+    assert len(scene.geometry) == 1
 
     web_driver.upload(page, "notes.jpg", b"not a photo at all\n" * 50, "image/jpeg")
     assert "could not be opened as a photo" in web_driver.alert_text(page)

@@ -110,10 +110,8 @@ def mesh_downloads(current, stem: str, *, width_mm=None, base_mm: float = 3.0) -
     Returns
     -------
     list of Download
-        STL, Solid STL, OBJ (zip), PLY, and GLB when the exporters can write it.
+        STL, Solid STL, OBJ (zip), PLY, GLB.
     """
-    from ...exporters import supported_extensions
-
     def file(name, *, solid=False, texture=False):
         rec = current()
         mesh = rec.solid(base_mm=base_mm, width_mm=width_mm) if solid else rec.mesh
@@ -124,7 +122,7 @@ def mesh_downloads(current, stem: str, *, width_mm=None, base_mm: float = 3.0) -
 
     size = "real size" if width_mm is None else f"{width_mm:g} mm wide"
     solid = f"{stem}_solid.stl"
-    items = [
+    return [
         Download("STL", f"{stem}.stl", "model/stl", single(f"{stem}.stl"),
                  "The face surface (open at the back), in millimetres."),
         Download("Solid STL", solid, "model/stl", single(solid, solid=True),
@@ -134,15 +132,10 @@ def mesh_downloads(current, stem: str, *, width_mm=None, base_mm: float = 3.0) -
                  "OBJ + MTL + texture picture in one zip, for 3D programs (Blender...)."),
         Download("PLY", f"{stem}.ply", "application/octet-stream", single(f"{stem}.ply"),
                  "The surface with the photo's colours per point."),
+        Download("GLB", f"{stem}.glb", "model/gltf-binary", single(f"{stem}.glb", texture=True),
+                 "Textured glTF binary (true size; glTF's unit is the metre), for the web, "
+                 "phones and AR viewers."),
     ]  # fmt: skip
-    if ".glb" in supported_extensions():
-        items.append(
-            Download("GLB", f"{stem}.glb", "model/gltf-binary",
-                     single(f"{stem}.glb", texture=True),
-                     "Textured glTF binary (true size; glTF's unit is the metre), for the web, "
-                     "phones and AR viewers.")
-        )  # fmt: skip
-    return items
 
 
 def depth_downloads(current, stem: str) -> list[Download]:
