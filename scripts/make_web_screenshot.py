@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make the README's screenshot of the web app, from a real (headless) Chromium.
 
-Starts ``face3d-mesh web`` on a free port, opens the page at 1400×1000, clicks "Try the
+Starts ``face3d-mesh web`` on a free port, opens the page at 1400×1180, clicks "Try the
 sample photo", waits until the 3D view has drawn, turns the face a little, and saves
 ``scripts/screenshots/web_app.png`` (palette PNG, to keep it small).
 
@@ -26,7 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--width", type=int, default=1400)
-    parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--height", type=int, default=1180)
     parser.add_argument("--full-page", action="store_true", help="the whole page, scrolled")
     args = parser.parse_args()
     if web_driver.chromium_path() is None:
@@ -46,7 +46,7 @@ def main() -> int:
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         page.mouse.move(x, y)
         page.mouse.down()
-        page.mouse.move(x - 140, y + 15, steps=10)
+        page.mouse.move(x - 45, y + 8, steps=10)
         page.mouse.up()
         page.mouse.move(box["x"] + 5, box["y"] + box["height"] + 40)  # no hover marks
         page.wait_for_timeout(500)

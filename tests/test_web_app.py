@@ -124,6 +124,18 @@ def test_parameter_changes_rerun_only_what_they_affect(app, astronaut_png):
     assert not at.exception and not at.error
 
 
+def test_neural_depth_without_weights_falls_back_and_says_so(app, astronaut_png, monkeypatch,
+                                                           tmp_path):  # fmt: skip
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache
+    at = _upload(app, "face.png", astronaut_png)
+    at.selectbox(key="depth").set_value("midas").run()
+    assert "weights are not on this server" in at.warning[0].value
+    assert "face3d-mesh models download dpt_hybrid_384" in at.warning[0].value
+    assert _session(at).rec.depth_info["backend"] == "landmarks"
+    assert "No neural depth weights" in at.sidebar.caption[0].value
+    assert not list(tmp_path.rglob("*.pt"))  # nothing was downloaded
+
+
 def _png_claiming(width: int, height: int) -> bytes:
     """A small PNG file whose header says width × height pixels (a decompression bomb)."""
 
@@ -303,3 +315,20 @@ def test_web_command_serves_the_app_and_stops_on_ctrl_c():
         code = server.stop()
     assert code == 0 and "face3d-mesh web: stopped" in server.lines
     assert os.path.isfile(APP_PATH.parent / ".streamlit" / "config.toml")
+
+
+def test_annotate_photo_numbers_the_faces_and_frames_the_chosen_one():
+    from face3d_mesh.presentation import annotate_photo
+
+    photo = np.full((400, 800, 3), 60, np.uint8)
+    boxes = [(50.0, 100.0, 300.0, 350.0), (450.0, 100.0, 700.0, 350.0)]
+    plain = annotate_photo(photo, max_side=800)
+    assert np.array_equal(annotate_photo(photo, max_side=800, faces=boxes[:1]), plain)
+    drawn = annotate_photo(photo, max_side=800, faces=boxes, selected=1)
+    yellow = np.all(drawn == (255, 220, 0), axis=2)
+    white = np.all(drawn == (255, 255, 255), axis=2)
+    # The chosen face (the right one) is framed in yellow, the other in white.
+    assert yellow[:, 400:].sum() > 500 and yellow[:, :400].sum() == 0
+    assert white[:, :400].sum() > 500 and white[:, 400:].sum() == 0
+    # Its number label is a filled patch above the frame's top-left corner.
+    assert yellow[76:98, 451:468].mean() > 0.5

@@ -78,17 +78,20 @@ class Problem:
 class Engine:
     """Shared by every session of a server process (``st.cache_resource``).
 
-    Loading it loads MediaPipe once (by finding the sample photo's face). MediaPipe's
+    Loading it loads MediaPipe once (by finding the sample photo's face, and reconstructing
+    it once so that the first visitor does not wait for first-use imports). MediaPipe's
     detector serialises its own calls with a lock; neural depth models, loaded once per
     process by the pipeline, are run by one session at a time under :attr:`neural_lock`.
     """
 
     def __init__(self):
-        from ...pipeline import find_faces
+        from ...pipeline import find_faces, reconstruct
 
         self.neural_lock = threading.Lock()
         self.sample_path = sample_photo_path()
         self.sample = find_faces(self.sample_path, name=self.sample_path.name)
+        # One reconstruction loads what the later stages import on first use.
+        reconstruct(self.sample, depth="landmarks", target_triangles=5_000)
 
 
 def explain(exc: BaseException, *, name: str) -> Problem:

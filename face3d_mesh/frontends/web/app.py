@@ -173,7 +173,9 @@ def _pictures(session: WebSession, rec, found, face: int) -> None:
     u0, v0, u1, v1 = box
 
     def depth_picture():
-        gray, span = depth_preview(rec.depth_mm[v0:v1, u0:u1], mask=rec.mask[v0:v1, u0:u1])
+        # Every k-th pixel first: the picture is shown at most PICTURE_SIDE pixels wide.
+        k = max(1, (max(u1 - u0, v1 - v0) - 1) // (2 * PICTURE_SIDE) + 1)
+        gray, span = depth_preview(rec.depth_mm[v0:v1:k, u0:u1:k], mask=rec.mask[v0:v1:k, u0:u1:k])
         return fit_size(gray, PICTURE_SIDE), span
 
     gray, span = session.cached(("depth", id(rec)), depth_picture)
@@ -210,7 +212,7 @@ def _view(session: WebSession, rec) -> None:
     )  # fmt: skip
     st.plotly_chart(fig, key="face3d", config={"displaylogo": False, "scrollZoom": True},
                     theme=None)  # fmt: skip
-    left, right = st.columns([3, 2], vertical_alignment="center")
+    left, right = st.columns(2, vertical_alignment="center")
     left.caption("Drag to turn the face, scroll or pinch to zoom, right-drag to move it.")
     right.slider("Depth exaggeration (display only)", 1.0, 3.0, 1.0, 0.25, key="exaggeration")
 
@@ -247,7 +249,7 @@ def _facts(session: WebSession, rec) -> None:
     rows = [
         ("File", session.photo_name + (f" ({size_mb:.1f} MB)" if session.photo_bytes else "")),
         ("Photo", f"{rec.image.shape[1]} × {rec.image.shape[0]} pixels, "
-                  f"{rec.faces_found} face(s) found"),
+                  f"{rec.faces_found} face{'s' if rec.faces_found > 1 else ''} found"),
         ("Face size", f"{w:.0f} mm wide × {h:.0f} mm high × {d:.0f} mm deep"),
         ("Scale", f"{rec.mm_per_px:.3g} mm per pixel, from {rec.scale.detail} "
                   f"(uncertainty ±{100 * rec.scale.uncertainty:.0f} %)"),
