@@ -133,6 +133,9 @@ class WebSession:
     depth_key: tuple | None = None
     note: str = ""
     runs: Counter = field(default_factory=Counter)
+    #: Bumped whenever ``rec`` changes / whenever its depth stage (face, backend) does.
+    rec_version: int = 0
+    depth_version: int = 0
     _cache: dict = field(default_factory=dict)
 
     def set_photo(self, key, name: str, size: int, read, *, engine: Engine) -> None:
@@ -198,6 +201,7 @@ class WebSession:
                 if any(getattr(self.rec.config, k) != v for k, v in finish.items()):
                     self.runs["finish"] += 1
                     self.rec = self.rec.with_config(**finish)
+                    self.rec_version += 1
                 return self.rec
             config, neural = self._config(settings, finish)
             self.runs["depth"] += 1
@@ -205,6 +209,8 @@ class WebSession:
                 from ...pipeline import reconstruct
 
                 self.rec = reconstruct(self.found, config=config)
+            self.rec_version += 1
+            self.depth_version += 1
             self.depth_key = depth_key
             self.problem = None
             return self.rec
@@ -246,7 +252,9 @@ class WebSession:
     def cached(self, key, make):
         """``make()``, remembered under ``key`` until the photo changes or the key does.
 
-        One value is kept per kind of key (its first item), so memory stays bounded.
+        One value is kept per kind of key (its first item), so memory stays bounded. Keys
+        use :attr:`rec_version` / :attr:`depth_version`, never ``id()`` of an object that
+        may be freed (its id could come back for another one).
         """
         kind = key[0]
         hit = self._cache.get(kind)

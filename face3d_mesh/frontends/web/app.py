@@ -147,30 +147,35 @@ def _settings() -> dict:
     }
 
 
-def _face_picker(found) -> int:
+def _face_picker(session: WebSession, found) -> int:
+    """With several faces: the photo with the faces numbered, and a choice of one."""
     if len(found) < 2:
         return 0
-    st.info(f"{len(found)} faces were found; they are numbered on the photo.")
-    return st.radio(
-        "Which face?", list(range(len(found))), horizontal=True, key=f"face-{id(found)}",
+    st.info(f"{len(found)} faces were found in this photo: choose the one to turn into 3D.")
+    left, right = st.columns([3, 2], vertical_alignment="center")
+    face = right.radio(
+        "Which face?", list(range(len(found))), key=f"face-{session.photo_key}",
         format_func=lambda i: f"Face {i + 1}" + (" (largest)" if i == 0 else ""),
     )  # fmt: skip
-
-
-def _pictures(session: WebSession, rec, found, face: int) -> None:
-    """The photo with landmarks and outline, and the depth map, cropped to the face(s)."""
     boxes = [f.box for f in found.faces]
+    overview = session.cached(
+        ("faces", session.photo_key, face),
+        lambda: annotate_photo(found.image, max_side=900, faces=boxes, selected=face),
+    )
+    left.image(overview, output_format="JPEG", width="stretch",
+               caption="The faces found, numbered; the chosen one framed in yellow.")  # fmt: skip
+    return face
+
+
+def _pictures(session: WebSession, rec) -> None:
+    """The photo with landmarks and outline, and the depth map, cropped to the face."""
     box = face_box(rec.image.shape, rec.mask, rec.landmarks)
-    photo_box = box
-    if len(boxes) > 1:
-        corners = np.array([[b[0], b[1]] for b in boxes] + [[b[2], b[3]] for b in boxes])
-        photo_box = face_box(rec.image.shape, landmarks=corners, margin=0.15)
-    photo = session.cached(
-        ("photo", session.photo_key, face, id(rec.mask)),
-        lambda: annotate_photo(rec.image, rec.landmarks, rec.mask, max_side=PICTURE_SIDE,
-                               box=photo_box, faces=boxes, selected=face),
-    )  # fmt: skip
     u0, v0, u1, v1 = box
+    photo = session.cached(
+        ("photo", session.depth_version, rec.config.mask_erode_px),
+        lambda: annotate_photo(rec.image, rec.landmarks, rec.mask, max_side=PICTURE_SIDE,
+                               box=box),
+    )  # fmt: skip
 
     def depth_picture():
         # Every k-th pixel first: the picture is shown at most PICTURE_SIDE pixels wide.
@@ -178,7 +183,7 @@ def _pictures(session: WebSession, rec, found, face: int) -> None:
         gray, span = depth_preview(rec.depth_mm[v0:v1:k, u0:u1:k], mask=rec.mask[v0:v1:k, u0:u1:k])
         return fit_size(gray, PICTURE_SIDE), span
 
-    gray, span = session.cached(("depth", id(rec)), depth_picture)
+    gray, span = session.cached(("depth", session.rec_version), depth_picture)
     left, right = st.columns(2)
     left.image(photo, caption="Landmarks (green) and face outline (yellow)",
                output_format="JPEG", width="stretch")  # fmt: skip
@@ -202,13 +207,14 @@ def _view(session: WebSession, rec) -> None:
     mode = st.segmented_control("Show the face as", list(MODES), format_func=MODES.get,
                                 default="textured", required=True, key="mode")  # fmt: skip
     exaggeration = float(st.session_state.get("exaggeration", 1.0))
-    preview = session.cached(("preview", id(rec)),
+    version = session.rec_version
+    preview = session.cached(("preview", version),
                              lambda: rec.preview_mesh(max_triangles=VIEW_TRIANGLES))  # fmt: skip
+    view = f"{session.photo_key}-{version}-{mode}-{exaggeration}"
     fig = session.cached(
-        ("figure", id(preview), mode, exaggeration),
+        ("figure", view),
         lambda: face_figure(preview, mode=mode, exaggeration=exaggeration, height=VIEW_HEIGHT,
-                            revision=str(session.photo_key),
-                            meta={"view": f"{id(preview)}-{mode}-{exaggeration}"}),
+                            revision=str(session.photo_key), meta={"view": view}),
     )  # fmt: skip
     st.plotly_chart(fig, key="face3d", config={"displaylogo": False, "scrollZoom": True},
                     theme=None)  # fmt: skip
@@ -276,7 +282,7 @@ h1 {font-size: 2.1rem !important; padding-top: 0 !important;}
 
 def main() -> None:
     st.set_page_config(page_title="face3d_mesh: a 3D face from one photo", page_icon="🙂",
-                       layout="wide", initial_sidebar_state="expanded")  # fmt: skip
+                       layout="wide", initial_sidebar_state="auto")  # fmt: skip
     st.set_option("client.showErrorDetails", "none")
     st.set_option("client.toolbarMode", "minimal")
     st.markdown(_STYLE, unsafe_allow_html=True)
@@ -294,7 +300,7 @@ def main() -> None:
         session.set_photo(*chosen, engine=shared)
     rec = None
     if session.found is not None:
-        face = _face_picker(session.found)
+        face = _face_picker(session, session.found)
         with st.spinner("Making the 3D face…"):
             rec = session.reconstruction({**settings, "face": face}, engine=shared)
     if rec is None:
@@ -305,13 +311,14 @@ def main() -> None:
         return
     if session.note:
         st.warning(session.note)
-    left, right = st.columns([4, 5], gap="large")
+    # The 3D view first: on a phone the columns stack, and the face is what people came for.
+    left, right = st.columns([5, 4], gap="large")
     with left:
-        _pictures(session, rec, session.found, face)
+        _view(session, rec)
+    with right:
+        _pictures(session, rec)
         st.markdown("**About this reconstruction**")
         _facts(session, rec)
-    with right:
-        _view(session, rec)
     _mesh_downloads(session, rec)
 
 main()
