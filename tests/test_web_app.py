@@ -129,8 +129,9 @@ def test_neural_depth_without_weights_falls_back_and_says_so(app, astronaut_png,
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache
     at = _upload(app, "face.png", astronaut_png)
     at.selectbox(key="depth").set_value("midas").run()
-    assert "weights are not on this server" in at.warning[0].value
-    assert "face3d-mesh models download dpt_hybrid_384" in at.warning[0].value
+    warning = at.warning[0].value.replace("\\", "")  # shown literally (Markdown escaped)
+    assert "weights are not on this server" in warning
+    assert "face3d-mesh models download dpt_hybrid_384" in warning
     assert _session(at).rec.depth_info["backend"] == "landmarks"
     assert "No neural depth weights" in at.sidebar.caption[0].value
     assert not list(tmp_path.rglob("*.pt"))  # nothing was downloaded
@@ -167,6 +168,9 @@ def test_bad_files_give_a_plain_message_and_the_next_upload_works(app, astronaut
         at = _upload(app, "good.png", astronaut_png)
         assert not at.error and len(at.get("plotly_chart")) == 1, name
     assert "megapixels" in _upload(app, "huge.png", _png_claiming(20_000, 20_000)).caption[0].value
+    # A file name is shown literally, never as Markdown (no link, no formula, no HTML).
+    at = _upload(app, "[click](http://x.org) $x$ <b>.png", b"junk")
+    assert "\\[click\\](http://x.org) \\$x\\$ \\<b\\>.png" in at.error[0].value
 
 
 @pytest.fixture(scope="module")

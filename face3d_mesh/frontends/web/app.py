@@ -86,9 +86,17 @@ def _inputs():
         return "sample", "astronaut.png (sample)", 0, None
     if source == "camera" and shot is not None and camera:
         return f"camera:{shot.file_id}", "camera photo", shot.size, shot.getvalue
-    if source in ("upload", None) and upload is not None:
+    if upload is not None:
         return f"upload:{upload.file_id}", upload.name, upload.size, upload.getvalue
     return None
+
+
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#~|$"})
+
+
+def _plain(text: str) -> str:
+    """``text`` (which may hold a user's file name) shown literally by Streamlit's Markdown."""
+    return text.translate(_MARKDOWN)
 
 
 def _weights_line(cached: dict) -> str:
@@ -305,12 +313,12 @@ def main() -> None:
             rec = session.reconstruction({**settings, "face": face}, engine=shared)
     if rec is None:
         problem = session.problem
-        st.error(problem.message, icon=":material/error:")
+        st.error(_plain(problem.message), icon=":material/error:")
         if problem.detail:
-            st.caption(f"Details: {problem.detail}")
+            st.caption("Details: " + _plain(problem.detail))
         return
     if session.note:
-        st.warning(session.note)
+        st.warning(_plain(session.note))
     # The 3D view first: on a phone the columns stack, and the face is what people came for.
     left, right = st.columns([5, 4], gap="large")
     with left:
