@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import urllib.request
 import weakref
 import zipfile
@@ -149,7 +150,9 @@ def _png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def test_bad_files_give_a_plain_message_and_the_next_upload_works(app, astronaut_png):
+def test_bad_files_give_a_plain_message_and_the_next_upload_works(app, astronaut_png, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are put briefly
     gray = np.full((400, 400, 3), 128, np.uint8)
     cases = [
         ("notes.jpg", b"shopping list: eggs, milk\n" * 20, "could not be opened as a photo"),
@@ -171,6 +174,9 @@ def test_bad_files_give_a_plain_message_and_the_next_upload_works(app, astronaut
     # A file name is shown literally, never as Markdown (no link, no formula, no HTML).
     at = _upload(app, "[click](http://x.org) $x$ <b>.png", b"junk")
     assert "\\[click\\](http://x.org) \\$x\\$ \\<b\\>.png" in at.error[0].value
+    # Every file was read except the one over the limit: 4 bad, 5 good, 2 more bad.
+    assert _session(at).runs["detect"] == 4 + 5 + 2
+    assert list(tmp_path.iterdir()) == []  # every temporary upload copy was removed
 
 
 @pytest.fixture(scope="module")
