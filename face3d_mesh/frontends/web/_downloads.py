@@ -112,6 +112,7 @@ def mesh_downloads(current, stem: str, *, width_mm=None, base_mm: float = 3.0) -
     list of Download
         STL, Solid STL, OBJ (zip), PLY, GLB.
     """
+
     def file(name, *, solid=False, texture=False):
         rec = current()
         mesh = rec.solid(base_mm=base_mm, width_mm=width_mm) if solid else rec.mesh
