@@ -112,15 +112,17 @@ def test_parameter_changes_rerun_only_what_they_affect(app, astronaut_png):
     assert session.runs["finish"] == 2 and session.rec.config.outlier_threshold == 2.5
     at.select_slider(key="triangles").set_value(20_000).run()
     assert session.runs["finish"] == 3 and session.rec.mesh.n_cells < 25_000
+    at.slider(key="margin").set_value(0.0).run()
+    assert session.runs["finish"] == 4 and session.rec.mask.sum() < first.mask.sum()
     # Display settings and solid options re-run nothing.
     at.segmented_control(key="mode").set_value("depth").run()
     at.slider(key="exaggeration").set_value(2.0).run()
     at.number_input(key="width_mm").set_value(80.0).run()
-    assert session.runs == {"detect": 1, "depth": 1, "finish": 3}
+    assert session.runs == {"detect": 1, "depth": 1, "finish": 4}
     assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["intensity"]
     # Another depth backend: a new depth stage, but the faces are not searched again.
     at.selectbox(key="depth").set_value("landmarks").run()
-    assert session.runs == {"detect": 1, "depth": 2, "finish": 3}
+    assert session.runs == {"detect": 1, "depth": 2, "finish": 4}
     assert session.rec.config.smooth_sigma_mm == 2.0
     assert not at.exception and not at.error
 

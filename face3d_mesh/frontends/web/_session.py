@@ -49,6 +49,7 @@ FINISH_KEYS = (
     "bilateral_sigma_depth_mm",
     "outlier_threshold",
     "fill_holes",
+    "mask_margin_mm",
     "mask_erode_px",
     "target_triangles",
 )

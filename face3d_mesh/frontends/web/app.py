@@ -134,7 +134,10 @@ def _settings() -> dict:
                             float(DEFAULTS.outlier_threshold), 0.5, key="outlier",
                             help="0 keeps every depth value.")  # fmt: skip
         fill = st.checkbox("Fill holes", value=DEFAULTS.fill_holes, key="fill")
-        erode = st.slider("Shrink the face outline (photo pixels)", 0, 40,
+        margin = st.slider("Grow the face outline (mm)", 0.0, 10.0,
+                           float(DEFAULTS.mask_margin_mm), 0.5, key="margin",
+                           help="Outward margin of the face oval, on the face.")  # fmt: skip
+        erode = st.slider("Then shrink it (photo pixels)", 0, 40,
                           int(DEFAULTS.mask_erode_px), 1, key="erode")  # fmt: skip
         triangles = st.select_slider(
             "Triangles in the downloaded mesh",
@@ -150,6 +153,7 @@ def _settings() -> dict:
         "bilateral_sigma_depth_mm": float(rng),
         "outlier_threshold": float(outlier),
         "fill_holes": bool(fill),
+        "mask_margin_mm": float(margin),
         "mask_erode_px": float(erode),
         "target_triangles": int(triangles),
     }
