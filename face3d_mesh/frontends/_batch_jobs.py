@@ -129,9 +129,7 @@ def render_job(job: Job, *, source=None, done=None) -> tuple[BatchItem, dict[str
         place; empty when the input failed.
     """
     from ..depth_io import encode_depth
-    from ..image import load_image
-    from ..landmarks import detect_faces
-    from ..pipeline import reconstruct
+    from ..pipeline import find_faces, reconstruct
 
     item = BatchItem(file=job.file)
     files: dict[str, bytes] = {}
@@ -140,18 +138,18 @@ def render_job(job: Job, *, source=None, done=None) -> tuple[BatchItem, dict[str
         if isinstance(done, Exception):
             raise done
         if done is not None:
-            image, indices = None, [job.config.face]
+            found, indices = None, [job.config.face]
         else:
-            image = load_image(job.file if source is None else source)
-            if job.all_faces:
-                indices = list(range(len(detect_faces(image, source=job.file, thorough=True))))
-            else:
-                indices = [job.config.face]
+            # found once (with the photo's EXIF focal length), then each face reconstructed
+            found = find_faces(
+                job.file if source is None else source, name=job.file, thorough=job.all_faces
+            )
+            indices = list(range(len(found))) if job.all_faces else [job.config.face]
         for index in indices:
             if done is not None:
                 rec = done
             else:
-                rec = reconstruct(image, config=job.config.replace(face=index), name=job.file)
+                rec = reconstruct(found, config=job.config.replace(face=index), name=job.file)
             name = f"{job.stem}_face{index}" if job.all_faces else job.stem
             meshes = rec.encode(
                 Path(f"{name}.{job.fmt}"),
