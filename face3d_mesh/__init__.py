@@ -27,6 +27,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "reconstruct": "pipeline",
     "Reconstruction": "pipeline",
+    "find_faces": "pipeline",
+    "FoundFaces": "pipeline",
     "ReconstructionConfig": "config",
     "load_image": "image",
     "LandmarkDetector": "landmarks",

@@ -11,7 +11,13 @@ from ._atomic import check_writable, write_atomically
 from .errors import OutputError
 from .presentation import depth_to_gray, png_bytes
 
-__all__ = ["depth_to_gray", "save_depth", "supported_depth_extension", "DEPTH_EXTENSIONS"]
+__all__ = [
+    "depth_to_gray",
+    "encode_depth",
+    "save_depth",
+    "supported_depth_extension",
+    "DEPTH_EXTENSIONS",
+]
 
 DEPTH_EXTENSIONS = (".png", ".npy")
 
@@ -32,13 +38,16 @@ def save_depth(depth_mm: np.ndarray, path, *, sixteen_bit: bool = False) -> Path
     ``.png``: grayscale, lighter = closer, background black (8-bit, or 16-bit with
     ``sixteen_bit``). ``.npy``: the float32 millimetres themselves (NaN background).
     """
-    ext = supported_depth_extension(path)
+    supported_depth_extension(path)
     path = check_writable(path)
-    if ext == ".npy":
+    write_atomically({path: encode_depth(depth_mm, path, sixteen_bit=sixteen_bit)})
+    return path
+
+
+def encode_depth(depth_mm: np.ndarray, path, *, sixteen_bit: bool = False) -> bytes:
+    """The bytes :func:`save_depth` would write to ``path`` (its extension picks the format)."""
+    if supported_depth_extension(path) == ".npy":
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(depth_mm, dtype=np.float32))
-        data = buffer.getvalue()
-    else:
-        data = png_bytes(depth_to_gray(depth_mm, bits=16 if sixteen_bit else 8))
-    write_atomically({path: data})
-    return path
+        return buffer.getvalue()
+    return png_bytes(depth_to_gray(depth_mm, bits=16 if sixteen_bit else 8))

@@ -16,6 +16,7 @@ metres, glTF's unit, so that Blender and web viewers show the true size.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EXPORTERS",
+    "encode_mesh",
     "export",
     "export_mesh",
     "load_mesh",
@@ -297,7 +299,36 @@ def write_3mf(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     """
     from trimesh.exchange.threemf import export_3MF
 
-    return {path: bytes(export_3MF(_trimesh(mesh)))}
+    return {path: _deterministic_uuids(bytes(export_3MF(_trimesh(mesh))))}
+
+
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _deterministic_uuids(package: bytes) -> bytes:
+    """The 3MF package with its random object/build UUIDs replaced by ones derived from
+    its content, so that the same mesh always gives the same bytes (like the other formats).
+    """
+    import hashlib
+    import io
+    import uuid
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(package)) as src:
+        parts = [(info, src.read(info)) for info in src.infolist()]
+    digest = hashlib.sha256(b"".join(_UUID.sub(b"", data) for _, data in parts)).hexdigest()
+    count = iter(range(1 << 30))
+
+    def stable(_match):
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{digest}/{next(count)}")).encode()
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info, data in parts:
+            if info.filename.endswith(".model"):
+                data = _UUID.sub(stable, data)
+            dst.writestr(info, data)
+    return out.getvalue()
 
 
 Exporter = Callable[..., _Files]
@@ -414,10 +445,33 @@ def export_mesh(
         ``mesh`` or ``texture`` is not valid.
     """
     path = Path(path)
-    exporter = EXPORTERS[supported_extension(path)]
+    supported_extension(path)
     check_writable(path)
-    files = exporter(as_mesh_arrays(mesh), path, texture=texture)  # the arrays, once
+    files = encode_mesh(mesh, path, texture=texture)
     for p in files:
         check_writable(p)
     write_atomically(files)
     return list(files)
+
+
+def encode_mesh(
+    mesh, path: str | os.PathLike, *, texture: np.ndarray | None = None
+) -> dict[Path, bytes]:
+    """The files :func:`export_mesh` would write, as bytes in memory; nothing is written.
+
+    Parameters
+    ----------
+    mesh, texture
+        As for :func:`export_mesh`.
+    path : str or path-like
+        The main file's name; its extension picks the format, and the names of an OBJ's
+        ``.mtl`` and texture follow from it. Its folder need not exist.
+
+    Returns
+    -------
+    dict of pathlib.Path to bytes
+        Every file's contents, in the order to put them in place (``path`` last).
+    """
+    path = Path(path)
+    exporter = EXPORTERS[supported_extension(path)]
+    return exporter(as_mesh_arrays(mesh), path, texture=texture)  # the arrays, once

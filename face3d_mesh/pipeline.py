@@ -24,7 +24,45 @@ import numpy as np
 from .config import ReconstructionConfig
 from .errors import NoFaceError, UsageError
 
-__all__ = ["Reconstruction", "reconstruct", "reconstruct_many"]
+__all__ = [
+    "FoundFaces",
+    "Reconstruction",
+    "cached_depth_weights",
+    "find_faces",
+    "reconstruct",
+    "reconstruct_many",
+]
+
+
+@dataclass(frozen=True)
+class FoundFaces:
+    """A photo, loaded, with every face in it found: the result of :func:`find_faces`.
+
+    Pass it to :func:`reconstruct` as the source to reconstruct any of its faces (``face=N``)
+    without loading the photo or detecting the faces again.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        H×W×3 uint8 RGB photo, EXIF orientation applied.
+    faces : tuple of FaceLandmarks
+        Every face found, largest first (at least one).
+    name : str or None
+        Name of the input for messages and ``Reconstruction.source``.
+    exif_focal_px : float or None
+        The focal length in pixels from the photo's EXIF data, when it has a usable one.
+    timings : dict
+        Wall time of loading and detection, seconds.
+    """
+
+    image: np.ndarray
+    faces: tuple
+    name: str | None = None
+    exif_focal_px: float | None = None
+    timings: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.faces)
 
 
 @dataclass(frozen=True)
@@ -169,9 +207,10 @@ class Reconstruction:
                 "call reconstruct() again"
             )
         config = self.config.replace(**changes)
+        _validate(config)
         if self._depth_stage is None:
             raise UsageError("this reconstruction keeps no depth stage to re-run")
-        timings = dict(self.timings)
+        timings = {k: v for k, v in self.timings.items() if k not in ("filter", "surface")}
         mask = self.mask
         if (config.mask_margin_mm, config.mask_erode_px) != (
             self.config.mask_margin_mm,
@@ -195,6 +234,34 @@ class Reconstruction:
             faces_found=self.faces_found,
             timings=timings,
             _depth_stage=self._depth_stage,
+        )
+
+    def preview_mesh(self, *, max_triangles: int = 30_000):
+        """A coarser copy of ``mesh`` for quick display (the same surface on a wider grid).
+
+        Parameters
+        ----------
+        max_triangles : int, keyword-only
+            Upper bound (approximately) of the triangle count; at least 100.
+
+        Returns
+        -------
+        pyvista.PolyData
+            ``mesh`` itself when it is no larger, otherwise a new surface with the same
+            frame, units (mm), point data ``"RGB"`` and ``"UV"``, made from ``depth_mm``.
+        """
+        from .surface import depth_to_mesh
+
+        if max_triangles < 100:
+            raise UsageError("max_triangles must be at least 100")
+        if self.mesh.n_cells <= max_triangles:
+            return self.mesh
+        return depth_to_mesh(
+            self.depth_mm,
+            mm_per_px=self.mm_per_px,
+            origin_px=self.nose_px,
+            image=self.image,
+            target_triangles=int(max_triangles * 0.9),
         )
 
     def solid(self, *, base_mm: float = 3.0, width_mm: float | None = None):
@@ -233,10 +300,33 @@ class Reconstruction:
         """
         from .exporters import export_mesh
 
+        mesh, texture = self._export_mesh(solid, base_mm, width_mm)
+        return export_mesh(mesh, path, texture=texture)
+
+    def encode(
+        self,
+        path,
+        *,
+        solid: bool = False,
+        base_mm: float = 3.0,
+        width_mm: float | None = None,
+    ) -> dict[Path, bytes]:
+        """The files :meth:`save` would write, as bytes in memory (nothing is written).
+
+        Same parameters as :meth:`save`; ``path``'s folder need not exist. Returns
+        ``{path: bytes}`` for every file (an OBJ's ``.mtl`` and texture first, ``path`` last).
+        """
+        from .exporters import encode_mesh
+
+        mesh, texture = self._export_mesh(solid, base_mm, width_mm)
+        return encode_mesh(mesh, path, texture=texture)
+
+    def _export_mesh(self, solid, base_mm, width_mm):
         if not solid and width_mm is not None:
             raise UsageError("width_mm applies to solids only (use solid=True)")
-        mesh = self.solid(base_mm=base_mm, width_mm=width_mm) if solid else self.mesh
-        return export_mesh(mesh, path, texture=None if solid else self.image)
+        if solid:
+            return self.solid(base_mm=base_mm, width_mm=width_mm), None
+        return self.mesh, self.image
 
     def to_trimesh(self):
         """The mesh as a ``trimesh.Trimesh`` (needs trimesh installed); vertex colours kept."""
@@ -266,8 +356,9 @@ def reconstruct(
 
     Parameters
     ----------
-    source : str, os.PathLike or numpy.ndarray
-        Image file (JPEG, PNG, WebP, BMP, TIFF) or an H×W×3 uint8 RGB array.
+    source : str, os.PathLike, numpy.ndarray or FoundFaces
+        Image file (JPEG, PNG, WebP, BMP, TIFF), an H×W×3 uint8 RGB array, or the result
+        of :func:`find_faces` (the photo is then neither loaded nor searched again).
     config : ReconstructionConfig, optional, keyword-only
         All parameters; defaults if omitted.
     progress : callable, optional, keyword-only
@@ -298,8 +389,8 @@ def reconstruct(
     )
     _validate(config)
     timings: dict[str, float] = {}
-    if name is None and not isinstance(source, np.ndarray):
-        name = str(source)
+    if name is None:
+        name = _source_name(source)
 
     def stage(label):
         if progress is not None:
@@ -346,7 +437,7 @@ def reconstruct_many(
         prepared, timings = [], []
         for source in chunk:
             spent: dict[str, float] = {}
-            name = None if isinstance(source, np.ndarray) else str(source)
+            name = _source_name(source)
             try:
                 prepared.append(
                     _prepare(source, config, name, lambda label, t=spent: _Timer(t, label))
@@ -377,6 +468,69 @@ def reconstruct_many(
     return results
 
 
+def find_faces(source, *, name: str | None = None, thorough: bool = False) -> FoundFaces:
+    """Load a photo and find its faces, for :func:`reconstruct` to use later.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or numpy.ndarray
+        Image file (JPEG, PNG, WebP, BMP, TIFF) or an H×W×3 uint8 RGB array.
+    name : str, optional, keyword-only
+        Name of the input for messages (default: the path, or None for an array).
+    thorough : bool, keyword-only
+        Also look for faces much smaller than the largest one (slower on big photos: about
+        0.5 s more for 12 megapixels). By default the search stops at the first scale that
+        finds faces, as ``reconstruct`` does for ``face=0``, so face 0 is the same face,
+        with the same landmarks, that ``reconstruct(path)`` uses.
+
+    Returns
+    -------
+    FoundFaces
+        The photo and its faces, largest first. The file is not needed afterwards.
+
+    Raises
+    ------
+    ImageError
+        The input is not a usable image.
+    NoFaceError
+        No face found.
+    """
+    from .image import exif_focal_length_px, load_image
+    from .landmarks import detect_faces
+
+    if name is None:
+        name = _source_name(source)
+    timings: dict[str, float] = {}
+    with _Timer(timings, "load"):
+        image = load_image(source)
+    with _Timer(timings, "landmarks"):
+        faces = detect_faces(image, source=name, thorough=thorough)
+    focal = None
+    if not isinstance(source, np.ndarray):
+        focal = exif_focal_length_px(source, image.shape[:2])
+    return FoundFaces(image, tuple(faces), name, focal, timings)
+
+
+def _source_name(source) -> str | None:
+    if isinstance(source, FoundFaces):
+        return source.name
+    return None if isinstance(source, np.ndarray) else str(source)
+
+
+def cached_depth_weights() -> dict:
+    """Each registered neural depth model and its cached weights file.
+
+    Returns
+    -------
+    dict
+        ``{model name: pathlib.Path or None}`` in registry order; None when the weights
+        are not downloaded (``face3d-mesh models download NAME`` fetches them).
+    """
+    from .depth import list_models
+
+    return {m.name: (m.path if m.cached else None) for m in list_models()}
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """Everything before the depth network: the photo, its face, scale and crop."""
@@ -402,16 +556,19 @@ def _prepare(source, config, name, stage) -> _Prepared:
     from .model_fit import fit_face_model
     from .scale import estimate_scale
 
-    with stage("load"):
-        image = load_image(source)
-    with stage("landmarks"):
-        faces = detect_faces(image, source=name, thorough=config.face > 0)
-        if config.face >= len(faces):
-            raise NoFaceError(
-                f"{name + ': ' if name else ''}face {config.face} requested, "
-                f"but only {len(faces)} found (0 = largest)"
-            )
-        face = faces[config.face]
+    if isinstance(source, FoundFaces):
+        image, faces = source.image, source.faces  # loaded and searched already
+    else:
+        with stage("load"):
+            image = load_image(source)
+        with stage("landmarks"):
+            faces = detect_faces(image, source=name, thorough=config.face > 0)
+    if config.face >= len(faces):
+        raise NoFaceError(
+            f"{name + ': ' if name else ''}face {config.face} requested, "
+            f"but only {len(faces)} found (0 = largest)"
+        )
+    face = faces[config.face]
     focal_px, focal_source = _focal_length(source, image, face, config)
     with stage("model_fit"):
         # A perspective camera when the focal length is known; weak perspective otherwise.
@@ -550,7 +707,10 @@ def _focal_length(source, image, face, config) -> tuple[float, str]:
     if config.focal_length_px is not None:
         return float(config.focal_length_px), "user"
     if not isinstance(source, np.ndarray):
-        focal = exif_focal_length_px(source, image.shape[:2])
+        if isinstance(source, FoundFaces):
+            focal = source.exif_focal_px
+        else:
+            focal = exif_focal_length_px(source, image.shape[:2])
         if focal is not None:
             return focal, "exif"
     # Unknown: a 50 mm-equivalent lens, and the camera at least 3 face sizes away.

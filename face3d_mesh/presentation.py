@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["annotate_photo", "depth_preview", "depth_to_gray", "face_box", "png_bytes"]
+__all__ = [
+    "annotate_photo",
+    "depth_preview",
+    "depth_to_gray",
+    "face_box",
+    "fit_size",
+    "png_bytes",
+]
+
+_OUTLINE = (255, 220, 0)  # the face-mask outline and the chosen face's frame (RGB)
+_OTHER_FACE = (255, 255, 255)
 
 
 def face_box(shape, mask=None, landmarks=None, margin=0.35):
@@ -48,7 +58,9 @@ def face_box(shape, mask=None, landmarks=None, margin=0.35):
     return u0, v0, u1, v1
 
 
-def annotate_photo(image, landmarks=None, mask=None, max_side=900, box=None) -> np.ndarray:
+def annotate_photo(
+    image, landmarks=None, mask=None, max_side=900, box=None, *, faces=None, selected=0
+) -> np.ndarray:
     """The photo with the face-mask outline and the landmarks drawn on it.
 
     Parameters
@@ -64,6 +76,12 @@ def annotate_photo(image, landmarks=None, mask=None, max_side=900, box=None) -> 
         so that the overlay stays crisp on small photos and light on large ones.
     box : tuple of int or None
         Crop (u0, v0, u1, v1) of the photo to draw; default the whole photo.
+    faces : sequence of tuple or None, keyword-only
+        Boxes (x0, y0, x1, y1) in pixels of ``image`` of every face found; when there are
+        several, each gets a frame and its number (1 = the first box), so that a person
+        can pick one.
+    selected : int, keyword-only
+        Index in ``faces`` of the chosen face, framed in the outline's colour.
 
     Returns
     -------
@@ -91,7 +109,7 @@ def annotate_photo(image, landmarks=None, mask=None, max_side=900, box=None) -> 
             mask.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST
         )
         contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(img, contours, -1, (255, 220, 0), thick + 1, cv2.LINE_AA)
+        cv2.drawContours(img, contours, -1, _OUTLINE, thick + 1, cv2.LINE_AA)
     if landmarks is not None and len(landmarks):
         r = max(1, round(img.shape[0] / 400))
         for x, y in np.asarray(landmarks)[:, :2] * f:
@@ -105,7 +123,55 @@ def annotate_photo(image, landmarks=None, mask=None, max_side=900, box=None) -> 
                     cv2.LINE_AA,
                     shift=2,
                 )
+    if faces is not None and len(faces) > 1:
+        _number_faces(img, faces, selected, offset=(u0, v0), factor=f)
     return img
+
+
+def _number_faces(img, faces, selected, *, offset, factor) -> None:
+    """Draw a frame and a number label on each face box, in place (``img`` is RGB)."""
+    import cv2
+
+    thick = max(2, round(img.shape[0] / 300))
+    font_scale = max(0.6, img.shape[0] / 700)
+    for index, (x0, y0, x1, y1) in enumerate(faces):
+        colour = _OUTLINE if index == selected else _OTHER_FACE
+        p0 = (round((x0 - offset[0]) * factor), round((y0 - offset[1]) * factor))
+        p1 = (round((x1 - offset[0]) * factor), round((y1 - offset[1]) * factor))
+        cv2.rectangle(img, p0, p1, colour, thick, cv2.LINE_AA)
+        label = str(index + 1)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
+        pad = thick * 2
+        top = max(0, p0[1] - th - base - 2 * pad)
+        cv2.rectangle(img, (p0[0], top), (p0[0] + tw + 2 * pad, top + th + base + 2 * pad),
+                      colour, -1)  # fmt: skip
+        cv2.putText(img, label, (p0[0] + pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX,
+                    font_scale, (0, 0, 0), thick, cv2.LINE_AA)  # fmt: skip
+
+
+def fit_size(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` shrunk (area averaging) so that its long side is at most ``max_side`` px.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        H×W or H×W×C uint8 image.
+    max_side : int
+        Largest side wanted, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``image`` itself when it is small enough, otherwise a resized copy.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    f = max_side / max(h, w)
+    if f >= 1:
+        return image
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
 
 
 def depth_to_gray(depth_mm: np.ndarray, *, bits: int = 8) -> np.ndarray:
@@ -135,7 +201,6 @@ def depth_to_gray(depth_mm: np.ndarray, *, bits: int = 8) -> np.ndarray:
     span = far - near if far > near else 1.0
     out[valid] = np.rint(1 + (top - 1) * (far - depth[valid]) / span).astype(dtype)
     return out
-
 
 
 def depth_preview(depth_mm, *, mask=None) -> tuple[np.ndarray, float]:

@@ -8,6 +8,8 @@ import face3d_mesh
 
 PUBLIC = {
     "reconstruct",
+    "find_faces",
+    "FoundFaces",
     "Reconstruction",
     "ReconstructionConfig",
     "load_image",
@@ -53,6 +55,7 @@ RESULT_ATTRIBUTES = {
     "nose_px",
     "landmarks_mesh",
     "with_config",
+    "preview_mesh",
     "save",
     "solid",
     "to_trimesh",

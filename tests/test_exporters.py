@@ -284,6 +284,24 @@ def test_glb_and_3mf_of_a_solid(mesh, tmp_path):
     assert _listing(tmp_path) == ["solid.3mf", "solid.glb", "solid.stl"]
 
 
+def test_3mf_bytes_are_reproducible(mesh, tmp_path):
+    """trimesh writes random UUIDs; ours derive them from the content: same mesh, same bytes,
+    another mesh, other UUIDs."""
+    import re
+    import zipfile
+
+    (a,) = export_mesh(mesh, tmp_path / "a.3mf")
+    (b,) = export_mesh(mesh, tmp_path / "b.3mf")
+    assert a.read_bytes() == b.read_bytes()
+    (c,) = export_mesh(make_solid(mesh, base_mm=2.0), tmp_path / "c.3mf")
+    uuids = []
+    for path in (a, c):
+        with zipfile.ZipFile(path) as z:
+            model = z.read("3D/3dmodel.model").decode()
+        uuids.append(set(re.findall(r'UUID="([0-9a-f-]{36})"', model)))
+    assert uuids[0] and uuids[1] and not uuids[0] & uuids[1]
+
+
 def test_glb_with_vertex_colours_and_from_arrays(mesh, tmp_path):
     from face3d_mesh.mesharrays import MeshArrays
 

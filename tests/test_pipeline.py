@@ -155,3 +155,54 @@ def test_exif_focal_length_is_used_unless_the_photo_was_cropped(tmp_path, astron
     tilt_known = whole.landmarks[152, 2] - whole.landmarks[10, 2]
     tilt_unknown = cropped.landmarks[152, 2] - cropped.landmarks[10, 2]
     assert tilt_known > tilt_unknown + 3
+
+
+def test_found_faces_reconstruct_like_the_path(astronaut_path, astronaut_rec):
+    found = face3d_mesh.find_faces(astronaut_path)
+    assert len(found) == 1 and found.name == str(astronaut_path)
+    assert set(found.timings) == {"load", "landmarks"}
+    rec = face3d_mesh.reconstruct(found, depth="landmarks")
+    # Neither loaded nor searched again, and the same result as from the file.
+    assert "load" not in rec.timings and "landmarks" not in rec.timings
+    assert rec.source == str(astronaut_path) and rec.faces_found == 1
+    np.testing.assert_array_equal(rec.depth_mm, astronaut_rec.depth_mm)
+    np.testing.assert_array_equal(rec.mesh.points, astronaut_rec.mesh.points)
+    with pytest.raises(NoFaceError, match="face 1 requested, but only 1 found"):
+        face3d_mesh.reconstruct(found, depth="landmarks", face=1)
+
+
+def test_with_config_times_its_own_stages_and_erodes_the_mask(astronaut_rec):
+    again = astronaut_rec.with_config(smooth_sigma_mm=1.0)
+    # Fresh timings for the re-run stages (not added to the earlier ones).
+    assert again.timings["filter"] < astronaut_rec.timings["filter"] + 1.0
+    assert again.timings["landmarks"] == astronaut_rec.timings["landmarks"]
+    eroded = astronaut_rec.with_config(mask_erode_px=8)
+    assert eroded.mask.sum() < 0.9 * astronaut_rec.mask.sum()
+    assert not (eroded.mask & ~astronaut_rec.mask).any()
+    assert np.isnan(eroded.depth_mm[~eroded.mask]).all()
+    width = eroded.mesh.bounds[1] - eroded.mesh.bounds[0]
+    assert width < astronaut_rec.mesh.bounds[1] - astronaut_rec.mesh.bounds[0] - 5
+
+
+def test_preview_mesh_is_a_coarser_copy_of_the_same_surface(astronaut_rec):
+    mesh = astronaut_rec.mesh
+    preview = astronaut_rec.preview_mesh(max_triangles=20_000)
+    assert 10_000 < preview.n_cells <= 20_000
+    assert {"RGB", "UV"} <= set(preview.point_data.keys())
+    np.testing.assert_allclose(preview.bounds, mesh.bounds, atol=2.0)
+    # Every preview vertex lies on the full surface (within a fraction of a mm).
+    import pyvista as pv
+
+    dist = pv.PolyData(np.asarray(preview.points)).compute_implicit_distance(mesh)
+    assert np.percentile(np.abs(dist["implicit_distance"]), 95) < 0.5
+    assert astronaut_rec.preview_mesh(max_triangles=200_000) is mesh
+    with pytest.raises(UsageError):
+        astronaut_rec.preview_mesh(max_triangles=10)
+
+
+def test_cached_depth_weights_lists_every_model(monkeypatch, tmp_path):
+    from face3d_mesh.depth import MODEL_NAMES
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = face3d_mesh.pipeline.cached_depth_weights()
+    assert list(cached) == list(MODEL_NAMES) and set(cached.values()) == {None}

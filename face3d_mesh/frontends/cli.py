@@ -1,6 +1,6 @@
 """Command-line interface: ``face3d-mesh`` / ``python -m face3d_mesh``.
 
-Subcommands: ``export``, ``depth``, ``info``, ``view``, ``models``, ``batch``.
+Subcommands: ``export``, ``depth``, ``info``, ``view``, ``models``, ``batch``, ``web``.
 Errors are printed as one line (no traceback) and mapped to the exit codes documented in
 :mod:`face3d_mesh.errors`; set ``FACE3D_MESH_DEBUG=1`` to see tracebacks.
 """
@@ -288,10 +288,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="one mesh per face found (default: the largest face only)",
     )
     p.add_argument("--save-depth", action="store_true", help="also write depth maps (.npy)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel worker processes (default 1), or Ray actors with --ray (default: one "
+        "per GPU when they use GPUs, else one per --cpus-per-worker CPUs of the cluster)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    group = p.add_argument_group("Ray cluster (pip install 'face3d_mesh[cluster]')")
+    group.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray: local (a new instance on this machine), auto (RAY_ADDRESS or the "
+        "running local cluster), ray://HOST:10001 (Ray Client) or HOST:6379; outputs are "
+        "written here, the cluster needs no shared filesystem",
+    )
+    group.add_argument(
+        "--cpus-per-worker",
+        type=_positive_float,
+        default=None,
+        help="CPUs each Ray actor reserves (default 1)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=_non_negative_float,
+        default=None,
+        help="GPUs each Ray actor reserves (default 1 when the cluster has GPUs and the depth "
+        "backend is neural, else 0)",
+    )
     _add_pipeline_options(p)
+
+    p = sub.add_parser(
+        "web",
+        help="the web app: upload a photo in a browser, turn the 3D face, download files",
+        description="Serve the web app (Streamlit) until Ctrl-C; prints the address to open.",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0: every "
+        "network interface, best behind a reverse proxy, see the README)",
+    )
+    p.add_argument("--port", type=_port, default=8501, help="port (default 8501)")
     return parser
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {text}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -524,6 +575,12 @@ def _cmd_batch(args):
     return run_batch(args, config=_config_from(args))
 
 
+def _cmd_web(args):
+    from .web import run_web
+
+    return run_web(host=args.host, port=args.port)
+
+
 _COMMANDS = {
     "export": _cmd_export,
     "depth": _cmd_depth,
@@ -531,4 +588,5 @@ _COMMANDS = {
     "view": _cmd_view,
     "models": _cmd_models,
     "batch": _cmd_batch,
+    "web": _cmd_web,
 }
