@@ -7,11 +7,16 @@ Mesh frame: x right, y up, z toward the camera, origin at pixel ``origin_px`` an
 Texture coordinates ("UV") are normalised photo coordinates with the OBJ convention
 (origin at the bottom-left corner of the photo): ``s = (u + 0.5) / W``,
 ``t = 1 - (v + 0.5) / H``, so that the photo's pixel edges map to 0 and 1.
+
+The surface is a regular grid inside, and a band of Delaunay triangles between the grid and
+the region's smooth outline (see :func:`depth_to_mesh`). The work is done on numpy arrays
+(:func:`surface_arrays`); only :func:`depth_to_mesh` wraps them into a ``pyvista.PolyData``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,10 +26,22 @@ from .errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
 
-__all__ = ["depth_to_mesh", "choose_grid_step"]
+__all__ = ["depth_to_mesh", "surface_arrays", "choose_grid_step", "SurfaceArrays"]
 
 #: Refuse grids larger than this (memory guard against absurd steps / triangle targets).
 _MAX_GRID_POINTS = 2e7
+#: Scale of the outline's smoothing (Gaussian blur of the mask), photo pixels.
+OUTLINE_SIGMA_PX = 2.0
+#: Grid nodes keep this distance from the outline, in grid steps (> 0.541: see _band).
+_CLEARANCE = 0.6
+#: Rim smoothing: depth is averaged along the outline (Gaussian, this scale in mm of arc)
+#: with full weight on the outline, fading out over RIM_BLEND_MM inward.
+RIM_SIGMA_MM = 2.5
+RIM_BLEND_MM = 2.0
+#: Edge pixels (this deep, px) whose depth differs from the linear continuation of the
+#: depth inside them by more than RIM_TOLERANCE_MM take that continuation.
+RIM_TRIM_PX = 2.0
+RIM_TOLERANCE_MM = 1.0
 
 
 def choose_grid_step(n_valid_px: int, target_triangles: int) -> float:
@@ -38,6 +55,37 @@ def choose_grid_step(n_valid_px: int, target_triangles: int) -> float:
     return math.sqrt(2.0 * max(n_valid_px, 1) / target_triangles)
 
 
+@dataclass(frozen=True)
+class SurfaceArrays:
+    """A surface as numpy arrays (what :func:`depth_to_mesh` wraps into PolyData).
+
+    Attributes
+    ----------
+    points : ndarray, (N, 3) float32
+        Vertices, mm, in the mesh frame.
+    faces : ndarray, (M, 3) int64
+        Triangles, counter-clockwise seen from +z.
+    normals : ndarray, (N, 3) float32
+        Unit vertex normals (area-weighted).
+    uv : ndarray, (N, 2) float32
+        Texture coordinates (OBJ convention).
+    rgb : ndarray, (N, 3) uint8, or None
+        Vertex colours sampled from the photo.
+    pixels : ndarray, (N, 2) float64
+        Photo position ``(u, v)`` of each vertex, px.
+    field_data : dict
+        ``mm_per_px``, ``grid_step_px``, ``origin_px`` (u0, v0), ``image_size_px`` (W, H).
+    """
+
+    points: np.ndarray
+    faces: np.ndarray
+    normals: np.ndarray
+    uv: np.ndarray
+    rgb: np.ndarray | None
+    pixels: np.ndarray
+    field_data: dict
+
+
 def depth_to_mesh(
     depth_mm: np.ndarray,
     *,
@@ -47,16 +95,22 @@ def depth_to_mesh(
     grid_step_px: float | None = None,
     target_triangles: int = 80_000,
 ) -> pv.PolyData:
-    """Triangulate the finite region of a depth map on a regular grid.
+    """Triangulate the finite region of a depth map: a regular grid inside a smooth outline.
 
-    Grid vertices are placed every ``grid_step_px`` photo pixels over the bounding box of the
-    finite depth; a vertex is valid when the photo pixel it falls in has finite depth (so no
-    vertex, and no triangle, lies outside the mask).  Off-pixel depth is interpolated
-    bilinearly from the depth map extended by one pixel beyond the mask.  Each grid quad with
-    4 valid corners gives two triangles wound counter-clockwise seen from +z (normals toward
-    the camera).  Quads touching another only at a corner ("bowtie" vertices) are removed and
-    only the largest edge-connected piece is kept, so the surface is a manifold whose boundary
-    is a set of simple loops.
+    The outline is the iso-line of the finite-depth mask blurred over
+    :data:`OUTLINE_SIGMA_PX` pixels, at the level where a straight edge's outline runs
+    through the centres of its edge pixels, sampled about every ``grid_step_px`` (only the
+    largest region and its holes; vertices that would fall outside the mask are moved
+    inward). Grid vertices are placed every ``grid_step_px`` photo pixels; those inside the
+    outline, at least 0.6 step from it and in a finite pixel make the regular grid (two
+    triangles per quad with 4 such corners, wound counter-clockwise seen from +z); the band
+    between the grid and the outline is filled by Delaunay triangles. The result is a
+    manifold whose boundary is the outline's loops, with every vertex in a finite pixel.
+
+    Depth is sampled bilinearly from the depth map continued linearly one ring at a time
+    beyond its edge; within :data:`RIM_BLEND_MM` of the edge it is blended smoothly into
+    a Gaussian-smoothed copy (:data:`RIM_SIGMA_PX`), so that the rim carries no
+    pixel-scale teeth and joins the interior without a step.
 
     Parameters
     ----------
@@ -87,14 +141,95 @@ def depth_to_mesh(
     ------
     UsageError
         On bad shapes or values, or when the depth map has too few finite pixels to make a
-        single triangle at this grid step.
+        surface at this grid step.
     """
-    import cv2
+    arrays = surface_arrays(
+        depth_mm,
+        mm_per_px=mm_per_px,
+        origin_px=origin_px,
+        image=image,
+        grid_step_px=grid_step_px,
+        target_triangles=target_triangles,
+    )
+    return _to_polydata(arrays)
 
+
+def surface_arrays(
+    depth_mm: np.ndarray,
+    *,
+    mm_per_px: float,
+    origin_px: tuple[float, float],
+    image: np.ndarray | None = None,
+    grid_step_px: float | None = None,
+    target_triangles: int = 80_000,
+) -> SurfaceArrays:
+    """:func:`depth_to_mesh` without PyVista: the same surface as numpy arrays."""
+    depth, (u0, v0), image = _check_inputs(depth_mm, mm_per_px, origin_px, image)
+    h, w = depth.shape
+    finite = np.isfinite(depth)
+    n_valid = int(finite.sum())
+    if n_valid == 0:
+        raise UsageError("depth map has no finite value to mesh")
+    step = _grid_step(grid_step_px, n_valid, target_triangles)
+    trim = int(math.ceil(RIM_TRIM_PX))
+    win = _Window.around(depth, finite, margin=max(trim + 4, int(3 * OUTLINE_SIGMA_PX) + 4))
+    grid = _Grid.over(win, finite, step)
+    pixels, faces, loops = _triangulate(win, grid)
+    zmap = _rim_depth(win, rings=trim + 3, trim_px=RIM_TRIM_PX, tolerance_mm=RIM_TOLERANCE_MM)
+    uv_crop = pixels - win.offset
+    z = _smooth_along_outline(
+        _sample(zmap, uv_crop),
+        uv_crop,
+        loops,
+        zmap,
+        sigma_px=RIM_SIGMA_MM / mm_per_px,
+        width_px=RIM_BLEND_MM / mm_per_px,
+    )
+    points = np.empty((len(pixels), 3), dtype=np.float32)
+    points[:, 0] = (pixels[:, 0] - u0) * mm_per_px
+    points[:, 1] = -(pixels[:, 1] - v0) * mm_per_px
+    points[:, 2] = -z
+    uv = np.empty((len(pixels), 2), dtype=np.float32)
+    uv[:, 0] = (pixels[:, 0] + 0.5) / w
+    uv[:, 1] = 1.0 - (pixels[:, 1] + 0.5) / h
+    return SurfaceArrays(
+        points=points,
+        faces=faces,
+        normals=_point_normals(points, faces),
+        uv=uv,
+        rgb=None if image is None else _bilinear_rgb(image, pixels[:, 0], pixels[:, 1]),
+        pixels=pixels,
+        field_data={
+            "mm_per_px": np.array([mm_per_px], dtype=np.float64),
+            "grid_step_px": np.array([step], dtype=np.float64),
+            "origin_px": np.array([u0, v0], dtype=np.float64),
+            "image_size_px": np.array([w, h], dtype=np.int64),
+        },
+    )
+
+
+def _to_polydata(s: SurfaceArrays) -> pv.PolyData:
+    """Wrap :class:`SurfaceArrays` into a ``pyvista.PolyData`` (the only PyVista step)."""
+    import pyvista as pv
+
+    mesh = pv.PolyData.from_regular_faces(s.points, s.faces)
+    mesh.point_data["Normals"] = s.normals
+    mesh.point_data.active_normals_name = "Normals"
+    mesh.point_data["UV"] = s.uv
+    mesh.point_data.active_texture_coordinates_name = "UV"
+    if s.rgb is not None:
+        mesh.point_data["RGB"] = s.rgb
+    mesh.point_data.active_scalars_name = None
+    for name, value in s.field_data.items():
+        mesh.field_data[name] = value
+    return mesh
+
+
+def _check_inputs(depth_mm, mm_per_px, origin_px, image):
+    """Validated ``(depth, (u0, v0), image)``; UsageError on bad shapes or values."""
     depth = np.asarray(depth_mm)
     if depth.ndim != 2:
         raise UsageError(f"depth_mm must be a 2-D array, got shape {depth.shape}")
-    h, w = depth.shape
     if not (np.isfinite(mm_per_px) and mm_per_px > 0):
         raise UsageError(f"mm_per_px must be a positive number, got {mm_per_px}")
     try:
@@ -107,110 +242,371 @@ def depth_to_mesh(
         raise UsageError(f"origin_px must be finite, got {origin_px!r}")
     if image is not None:
         image = np.asarray(image)
-        if image.shape != (h, w, 3) or image.dtype != np.uint8:
+        if image.shape != (*depth.shape, 3) or image.dtype != np.uint8:
             raise UsageError(
                 f"image must be an (H, W, 3) uint8 RGB array matching depth_mm {depth.shape}, "
                 f"got {image.shape} {image.dtype}"
             )
-    finite = np.isfinite(depth)
-    n_valid = int(finite.sum())
-    if n_valid == 0:
-        raise UsageError("depth map has no finite value to mesh")
+    return depth, (u0, v0), image
+
+
+def _grid_step(grid_step_px, n_valid: int, target_triangles: int) -> float:
     if grid_step_px is None:
-        step = choose_grid_step(n_valid, target_triangles)
+        return choose_grid_step(n_valid, target_triangles)
+    step = float(grid_step_px)
+    if not (np.isfinite(step) and step > 0):
+        raise UsageError(f"grid step must be a positive number, got {grid_step_px}")
+    return step
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The finite region's bounding box plus a margin, cut from the depth map.
+
+    ``depth`` and ``finite`` are (h, w) crops (NaN / False beyond the photo); photo pixel
+    ``(u, v)`` is crop pixel ``(u, v) - offset``.
+    """
+
+    depth: np.ndarray
+    finite: np.ndarray
+    offset: np.ndarray  # (u, v) of the crop's top-left pixel in the photo
+    rows: tuple[int, int]  # first and last photo row with a finite pixel
+    cols: tuple[int, int]
+
+    @classmethod
+    def around(cls, depth: np.ndarray, finite: np.ndarray, *, margin: int) -> _Window:
+        rows = np.flatnonzero(finite.any(axis=1))
+        cols = np.flatnonzero(finite.any(axis=0))
+        r0, c0 = int(rows[0]) - margin, int(cols[0]) - margin
+        r1, c1 = int(rows[-1]) + margin + 1, int(cols[-1]) + margin + 1
+        crop = np.full((r1 - r0, c1 - c0), np.nan, np.float32)
+        h, w = depth.shape
+        sr, sc = slice(max(r0, 0), min(r1, h)), slice(max(c0, 0), min(c1, w))
+        crop[sr.start - r0 : sr.stop - r0, sc.start - c0 : sc.stop - c0] = depth[sr, sc]
+        return cls(
+            depth=crop,
+            finite=np.isfinite(crop),
+            offset=np.array([c0, r0], dtype=np.float64),
+            rows=(int(rows[0]), int(rows[-1])),
+            cols=(int(cols[0]), int(cols[-1])),
+        )
+
+    def valid_at(self, uv_crop: np.ndarray) -> np.ndarray:
+        """Whether crop positions (N, 2) fall in a finite pixel (nearest pixel)."""
+        h, w = self.finite.shape
+        iu = np.floor(uv_crop[:, 0] + 0.5).astype(np.int64)
+        iv = np.floor(uv_crop[:, 1] + 0.5).astype(np.int64)
+        ok = (iu >= 0) & (iu < w) & (iv >= 0) & (iv < h)
+        ok[ok] = self.finite[iv[ok], iu[ok]]
+        return ok
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Regular grid nodes ``(us[j], vs[i])`` (photo px) and which fall in finite pixels."""
+
+    us: np.ndarray
+    vs: np.ndarray
+    step: float
+    in_mask: np.ndarray  # (ny, nx) bool
+
+    @classmethod
+    def over(cls, win: _Window, finite: np.ndarray, step: float) -> _Grid:
+        (ra, rb), (ca, cb) = win.rows, win.cols
+        n_grid = ((rb - ra) / step + 1) * ((cb - ca) / step + 1)
+        if n_grid > _MAX_GRID_POINTS:
+            raise UsageError(
+                f"grid step {step:.3g} px would make {n_grid:.3g} grid points "
+                f"(limit {_MAX_GRID_POINTS:.0e}); use a larger step or fewer triangles"
+            )
+        # Start at the first finite pixel's centre.
+        us = np.arange(ca, cb + 0.5 + 1e-9, step, dtype=np.float64)
+        vs = np.arange(ra, rb + 0.5 + 1e-9, step, dtype=np.float64)
+        if us.size < 2 or vs.size < 2:
+            raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
+        h, w = finite.shape
+        iv = np.clip(np.floor(vs + 0.5).astype(int), 0, h - 1)
+        iu = np.clip(np.floor(us + 0.5).astype(int), 0, w - 1)
+        return cls(us=us, vs=vs, step=step, in_mask=finite[np.ix_(iv, iu)])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.vs.size, self.us.size
+
+
+def _triangulate(win: _Window, grid: _Grid):
+    """Vertices (N, 2) photo px, triangles (M, 3) and outline loops (crop px) of the
+    grid-plus-band surface."""
+    from . import _outline
+
+    step = grid.step
+    loops = _outline.outline_loops(win.finite, sigma_px=OUTLINE_SIGMA_PX, spacing_px=step)
+    if not loops or loops[0].length < 4 * step:
+        raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
+    for loop in loops:
+        _outline.push_inside(loop, win.valid_at)
+    origin = np.array([grid.us[0], grid.vs[0]]) - win.offset
+    demoted = np.zeros((grid.shape[0] - 1, grid.shape[1] - 1), bool)
+    for _attempt in range(6):
+        band = _band(loops, grid, origin, demoted)
+        if band.missing.size == 0 and band.stray.size == 0:
+            break
+        _repair(loops, band, demoted, win)
     else:
-        step = float(grid_step_px)
-        if not (np.isfinite(step) and step > 0):
-            raise UsageError(f"grid_step_px must be a positive number, got {grid_step_px}")
-
-    # Bounding box of the finite region, one pixel of margin for interpolation.
-    rows = np.flatnonzero(finite.any(axis=1))
-    cols = np.flatnonzero(finite.any(axis=0))
-    r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, h)
-    c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, w)
-    crop_ok = finite[r0:r1, c0:c1]
-    crop = np.where(crop_ok, depth[r0:r1, c0:c1], 0.0).astype(np.float32)
-    crop = _extend_one(crop, crop_ok)
-
-    # Grid sample positions, photo pixels; start at the first finite pixel's centre.
-    n_grid = ((rows[-1] - rows[0]) / step + 1) * ((cols[-1] - cols[0]) / step + 1)
-    if n_grid > _MAX_GRID_POINTS:
         raise UsageError(
-            f"grid step {step:.3g} px would make {n_grid:.3g} grid points "
-            f"(limit {_MAX_GRID_POINTS:.0e}); use a larger step or fewer triangles"
+            f"could not triangulate the region's outline at grid step {step:.3g} px; "
+            "try another grid step or triangle count"
         )
-    us = np.arange(cols[0], cols[-1] + 0.5 + 1e-9, step, dtype=np.float64)
-    vs = np.arange(rows[0], rows[-1] + 0.5 + 1e-9, step, dtype=np.float64)
-    ny, nx = vs.size, us.size
-    if ny < 2 or nx < 2:
-        raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
-    mu = np.broadcast_to((us - c0).astype(np.float32)[None, :], (ny, nx))
-    mv = np.broadcast_to((vs - r0).astype(np.float32)[:, None], (ny, nx))
-    integer_grid = step == 1.0
-    if integer_grid:
-        z_grid = crop[np.ix_((vs - r0).astype(int), (us - c0).astype(int))]
+    return band.pixels + np.where(band.is_node[:, None], 0.0, win.offset), band.faces, loops
+
+
+@dataclass
+class _Band:
+    """Result of one triangulation attempt (see :func:`_band`)."""
+
+    pixels: np.ndarray  # (N, 2): photo px for grid nodes, crop px for outline samples
+    is_node: np.ndarray  # (N,) bool
+    faces: np.ndarray  # (M, 3)
+    missing: np.ndarray  # (k,) global outline-sample ids whose edge to the next is absent
+    stray: np.ndarray  # (k,) core quads touching a boundary edge that is no outline edge
+    n_outline: list  # samples per loop
+
+
+def _band(loops, grid: _Grid, origin: np.ndarray, demoted: np.ndarray) -> _Band:
+    """Core quads (regular grid) plus Delaunay triangles in the band up to the outline.
+
+    Grid nodes keep a clearance of ``_CLEARANCE`` steps (> 0.541) from every outline
+    sample, so every quad whose four corners are Delaunay points has an empty circumcircle
+    and is a Delaunay cell: the Delaunay triangulation of the outline samples plus the
+    nodes of the quads next to the band (two rings) contains those quads, and its triangles
+    elsewhere are either in the band, inside the core (dropped), or outside the outline
+    (dropped by the orientation test of triangles whose corners are all outline samples).
+    """
+    from . import _outline
+
+    shape = grid.shape
+    step = grid.step
+    inside = _outline.inside_loops(loops, origin, step, shape)
+    near = _outline.near_loops(loops, origin, step, shape, clearance=_CLEARANCE)
+    valid = inside & ~near & grid.in_mask
+    core = valid[:-1, :-1] & valid[:-1, 1:] & valid[1:, :-1] & valid[1:, 1:] & ~demoted
+    interior = np.zeros(shape, bool)
+    interior[1:-1, 1:-1] = core[:-1, :-1] & core[:-1, 1:] & core[1:, :-1] & core[1:, 1:]
+    import cv2
+
+    ring = cv2.dilate((~interior).view(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    node_i, node_j = np.nonzero(valid & ring)
+    node_xy = origin + step * np.column_stack([node_j, node_i])
+    samples = np.concatenate([lp.points for lp in loops])
+    n_loop = [len(lp.points) for lp in loops]
+    loop_id = np.repeat(np.arange(len(loops)), n_loop)
+    pos = np.concatenate([np.arange(k) for k in n_loop])
+    n_nodes = len(node_i)
+    tri = _outline.delaunay(np.vstack([node_xy, samples]))
+    tri = _keep_band_triangles(tri, np.vstack([node_xy, samples]), n_nodes, loop_id, pos,
+                               core, origin, step)
+    # Vertex ids: every grid node used (core corners or band), then the outline samples.
+    used = np.zeros(shape, bool)
+    used[:-1, :-1] |= core
+    used[:-1, 1:] |= core
+    used[1:, :-1] |= core
+    used[1:, 1:] |= core
+    used[node_i, node_j] |= np.isin(np.arange(n_nodes), tri[tri < n_nodes])
+    vid = np.full(shape, -1, dtype=np.int64)
+    n_used = int(used.sum())
+    vid[used] = np.arange(n_used)
+    remap = np.concatenate([vid[node_i, node_j], n_used + np.arange(len(samples))])
+    faces = np.concatenate([_grid_faces(core, vid), remap[tri]])
+    ui, uj = np.nonzero(used)
+    pixels = np.vstack(
+        [np.column_stack([grid.us[uj], grid.vs[ui]]), samples]
+    )
+    is_node = np.arange(len(pixels)) < n_used
+    missing, stray = _check_boundary(
+        remap[tri], _core_rim_edges(core, vid), n_used, n_loop, vid, core
+    )
+    return _Band(pixels, is_node, faces, missing, stray, n_loop)
+
+
+def _keep_band_triangles(tri, xy, n_nodes, loop_id, pos, core, origin, step):
+    """Drop Delaunay triangles inside core quads or outside the outline; orient the rest."""
+    c = xy[tri].mean(axis=1)
+    qj = np.floor((c[:, 0] - origin[0]) / step).astype(np.int64)
+    qi = np.floor((c[:, 1] - origin[1]) / step).astype(np.int64)
+    inq = (qi >= 0) & (qi < core.shape[0]) & (qj >= 0) & (qj < core.shape[1])
+    in_core = np.zeros(len(tri), bool)
+    in_core[inq] = core[qi[inq], qj[inq]]
+    a, b, d = (xy[tri[:, k]] for k in range(3))
+    cross = (b[:, 0] - a[:, 0]) * (d[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (d[:, 0] - a[:, 0])
+    keep = ~in_core & (np.abs(cross) > 0)
+    # Triangles whose corners are all samples of one loop: inside iff, taken in loop order,
+    # they turn the way the loop does (clockwise in (u, v) maths: region on the right).
+    outline_only = (tri >= n_nodes).all(axis=1)
+    s = tri[outline_only] - n_nodes
+    same = (loop_id[s] == loop_id[s[:, :1]]).all(axis=1)
+    ordered = np.take_along_axis(s, np.argsort(pos[s], axis=1), axis=1)
+    p0, p1, p2 = (xy[n_nodes + ordered[:, k]] for k in range(3))
+    turn = (p1[:, 0] - p0[:, 0]) * (p2[:, 1] - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (
+        p2[:, 0] - p0[:, 0]
+    )
+    outside = np.zeros(len(tri), bool)
+    outside[np.flatnonzero(outline_only)[same]] = turn[same] > 0
+    keep &= ~outside
+    tri, cross = tri[keep], cross[keep]
+    # Counter-clockwise seen from +z (y = -v) is clockwise in (u, v) maths.
+    flip = cross > 0
+    tri[flip] = tri[flip][:, [0, 2, 1]]
+    return tri
+
+
+def _grid_faces(core: np.ndarray, vid: np.ndarray) -> np.ndarray:
+    """Two triangles per core quad, counter-clockwise seen from +z."""
+    qr, qc = np.nonzero(core)
+    faces = np.empty((qr.size, 2, 3), dtype=np.int64)
+    # Counter-clockwise seen from +z (row index grows downward, y grows upward):
+    # (p10, p11, p01) and (p10, p01, p00).
+    faces[:, :, 0] = vid[qr + 1, qc][:, None]
+    faces[:, 0, 1] = vid[qr + 1, qc + 1]
+    faces[:, 0, 2] = faces[:, 1, 1] = vid[qr, qc + 1]
+    faces[:, 1, 2] = vid[qr, qc]
+    return faces.reshape(-1, 3)
+
+
+def _core_rim_edges(core: np.ndarray, vid: np.ndarray) -> np.ndarray:
+    """Directed edges (k, 2) of the core quads' boundary, in the quads' winding."""
+    p = np.pad(core, 1)
+    c = p[1:-1, 1:-1]
+    sides = [  # (neighbour quad absent, from corner, to corner) with corners (row, col)
+        (~p[2:, 1:-1], (1, 0), (1, 1)),  # bottom: p10 -> p11
+        (~p[1:-1, 2:], (1, 1), (0, 1)),  # right: p11 -> p01
+        (~p[:-2, 1:-1], (0, 1), (0, 0)),  # top: p01 -> p00
+        (~p[1:-1, :-2], (0, 0), (1, 0)),  # left: p00 -> p10
+    ]
+    edges = []
+    for absent, (ai, aj), (bi, bj) in sides:
+        qr, qc = np.nonzero(c & absent)
+        edges.append(np.column_stack([vid[qr + ai, qc + aj], vid[qr + bi, qc + bj]]))
+    return np.concatenate(edges)
+
+
+def _check_boundary(band_faces, rim_edges, n_used, n_loop, vid, core):
+    """Outline edges missing from the boundary, and core quads next to stray boundary edges.
+
+    The surface is right when the core's rim edges and the band triangles' edges pair up
+    (each directed edge once, with its reverse) except for the outline loops' edges.
+    """
+    ids = np.arange(sum(n_loop))
+    start = np.concatenate([[0], np.cumsum(n_loop)[:-1]])
+    nxt = ids + 1
+    nxt[start + np.asarray(n_loop) - 1] = start
+    n = n_used + ids.size
+    a = np.concatenate([band_faces.ravel(), rim_edges[:, 0]])
+    b = np.concatenate([band_faces[:, [1, 2, 0]].ravel(), rim_edges[:, 1]])
+    key = a * n + b
+    srt = np.sort(key)
+    dup = srt[1:][srt[1:] == srt[:-1]]
+    open_ = ~np.isin(b * n + a, key)
+    want = (n_used + ids) * n + (n_used + nxt)
+    missing = ids[~np.isin(want, key[open_])]
+    stray = open_ & ~np.isin(key, want)
+    bad = np.concatenate([a[stray], b[stray], dup // n, dup % n])
+    bad = np.unique(bad[bad < n_used])
+    quads = np.zeros(core.shape, bool)
+    if bad.size:
+        hit = np.isin(vid, bad)
+        quads = (hit[:-1, :-1] | hit[:-1, 1:] | hit[1:, :-1] | hit[1:, 1:]) & core
+    elif dup.size or stray.any():
+        missing = ids  # trouble among outline samples only: refine them all
+    return missing, np.flatnonzero(quads)
+
+
+def _repair(loops, band: _Band, demoted: np.ndarray, win: _Window) -> None:
+    """Refine outline edges that did not come out, demote core quads next to stray edges."""
+    from . import _outline
+
+    start = np.concatenate([[0], np.cumsum(band.n_outline)[:-1]])
+    for k, loop in enumerate(loops):
+        local = band.missing[(band.missing >= start[k]) & (band.missing < start[k] + len(loop.points))]
+        if local.size:
+            n_before = len(loop.points)
+            loop.split(local - start[k])
+            if len(loop.points) > n_before:
+                _outline.push_inside(loop, win.valid_at)
+    demoted.ravel()[band.stray] = True
+
+
+def _rim_depth(win: _Window, *, rings: int, trim_px: float, tolerance_mm: float) -> np.ndarray:
+    """The crop's depth continued ``rings`` pixels past its edge (float32, 0 beyond).
+
+    The outermost ``trim_px`` pixels are a depth map's least reliable: where one differs by
+    more than ``tolerance_mm`` from the linear continuation of the depth inside them, it
+    takes that continuation instead.
+    """
+    import cv2
+
+    from ._extend import extend_linear
+
+    inside = cv2.distanceTransform(win.finite.view(np.uint8), cv2.DIST_L2, 5)
+    keep = inside > trim_px
+    if keep.sum() * 4 >= win.finite.sum():  # not too thin to trim
+        guess = extend_linear(np.where(keep, win.depth, np.nan), int(math.ceil(trim_px)))
+        keep |= win.finite & (np.abs(win.depth - guess) <= tolerance_mm)
     else:
-        z_grid = cv2.remap(
-            crop,
-            np.ascontiguousarray(mu),
-            np.ascontiguousarray(mv),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
+        keep = win.finite
+    ext = extend_linear(np.where(keep, win.depth, np.nan), rings)
+    return np.where(np.isfinite(ext), ext, 0.0).astype(np.float32)
+
+
+def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: float):
+    """Average the depth of vertices near the outline along curves parallel to it.
+
+    A vertex at distance ``d`` < ``width_px`` from the outline (nearest point at arc
+    position ``t``) gets ``w(d)`` times the difference between the Gaussian average
+    (scale ``sigma_px`` of arc) of ``zmap`` along the parallel curve at distance ``d`` and
+    ``zmap`` at its own foot point; ``w`` falls smoothly from 1 on the outline to 0 at
+    ``width_px``. Smoothing along the outline only keeps the radial profile (no lip).
+    """
+    from . import _outline
+
+    loop_id, t, dist = _outline.project(loops, uv, max_dist=width_px)
+    half = 3.0 * sigma_px
+    n_off = max(int(math.ceil(half / min(0.5 * sigma_px, 1.0))), 2)
+    offsets = np.linspace(-half, half, 2 * n_off + 1)
+    weights = np.exp(-0.5 * (offsets / sigma_px) ** 2)
+    weights /= weights.sum()
+    out = z.astype(np.float64)
+    for k, loop in enumerate(loops):
+        idx = np.flatnonzero(loop_id == k)
+        if idx.size == 0:
+            continue
+        tt = (t[idx, None] + offsets[None, :]).ravel()
+        q = loop.at(tt) + np.repeat(dist[idx], offsets.size)[:, None] * _outline.normals_at(
+            loop, tt
         )
-    # A vertex is valid when the pixel it falls in is finite (nearest-pixel mask).
-    iv = np.clip(np.floor(vs + 0.5).astype(int), 0, h - 1)
-    iu = np.clip(np.floor(us + 0.5).astype(int), 0, w - 1)
-    vmask = finite[np.ix_(iv, iu)]
+        zs = _sample(zmap, q).reshape(idx.size, offsets.size).astype(np.float64)
+        r = np.clip(dist[idx] / width_px, 0.0, 1.0)
+        blend = 1.0 - r * r * (3.0 - 2.0 * r)
+        out[idx] += blend * (zs @ weights - zs[:, n_off])
+    return out
 
-    quads = vmask[:-1, :-1] & vmask[:-1, 1:] & vmask[1:, :-1] & vmask[1:, 1:]
-    quads = _manifold_quads(quads)
-    if not quads.any():
-        raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
 
-    # Vertex ids: only vertices used by a kept quad.
-    used = np.zeros((ny, nx), dtype=bool)
-    used[:-1, :-1] |= quads
-    used[:-1, 1:] |= quads
-    used[1:, :-1] |= quads
-    used[1:, 1:] |= quads
-    vid = np.full((ny, nx), -1, dtype=np.int64)
-    n_pts = int(used.sum())
-    vid[used] = np.arange(n_pts)
-    qr, qc = np.nonzero(quads)
-    p00 = vid[qr, qc]
-    p01 = vid[qr, qc + 1]
-    p10 = vid[qr + 1, qc]
-    p11 = vid[qr + 1, qc + 1]
-    faces = np.empty((2 * qr.size, 3), dtype=np.int64)
-    # Counter-clockwise seen from +z (row index grows downward, y grows upward).
-    faces[0::2] = np.stack([p10, p11, p01], axis=1)
-    faces[1::2] = np.stack([p10, p01, p00], axis=1)
+def _sample(zmap: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``zmap`` at (N, 2) pixel positions."""
+    import cv2
 
-    uu = np.broadcast_to(us[None, :], (ny, nx))[used]
-    vv = np.broadcast_to(vs[:, None], (ny, nx))[used]
-    points = np.empty((n_pts, 3), dtype=np.float32)
-    points[:, 0] = (uu - u0) * mm_per_px
-    points[:, 1] = -(vv - v0) * mm_per_px
-    points[:, 2] = -z_grid[used]
-
-    import pyvista as pv
-
-    mesh = pv.PolyData.from_regular_faces(points, faces)
-    mesh.point_data["Normals"] = _point_normals(points, faces)
-    mesh.point_data.active_normals_name = "Normals"
-    uv = np.empty((n_pts, 2), dtype=np.float32)
-    uv[:, 0] = (uu + 0.5) / w
-    uv[:, 1] = 1.0 - (vv + 0.5) / h
-    mesh.point_data["UV"] = uv
-    mesh.point_data.active_texture_coordinates_name = "UV"
-    if image is not None:
-        mesh.point_data["RGB"] = _bilinear_rgb(image, uu, vv)
-    mesh.point_data.active_scalars_name = None
-    mesh.field_data["mm_per_px"] = np.array([mm_per_px], dtype=np.float64)
-    mesh.field_data["grid_step_px"] = np.array([step], dtype=np.float64)
-    mesh.field_data["origin_px"] = np.array([u0, v0], dtype=np.float64)
-    mesh.field_data["image_size_px"] = np.array([w, h], dtype=np.int64)
-    return mesh
+    n = len(uv)
+    cols = 1024
+    rows = max(-(-n // cols), 1)
+    maps = np.zeros((2, rows * cols), np.float32)
+    maps[:, :n] = uv.T
+    out = cv2.remap(
+        zmap,
+        maps[0].reshape(rows, cols),
+        maps[1].reshape(rows, cols),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return out.ravel()[:n]
 
 
 def _bilinear_rgb(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -227,50 +623,6 @@ def _bilinear_rgb(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray
     top = image[iv, iu] * (1 - fu) + image[iv, iu1] * fu
     bot = image[iv1, iu] * (1 - fu) + image[iv1, iu1] * fu
     return np.clip(np.rint(top * (1 - fv) + bot * fv), 0, 255).astype(np.uint8)
-
-
-def _extend_one(d: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Give non-``ok`` pixels next to ``ok`` ones the mean of their ``ok`` 8-neighbours."""
-    import cv2
-
-    k = ok.astype(np.float32)
-    num = cv2.boxFilter(d * k, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-    den = cv2.boxFilter(k, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-    ring = ~ok & (den > 0)
-    out = d.copy()
-    out[ring] = num[ring] / den[ring]
-    return out
-
-
-def _manifold_quads(quads: np.ndarray) -> np.ndarray:
-    """Drop quads so that no vertex is a bowtie; keep the largest edge-connected piece.
-
-    A grid vertex is a bowtie when exactly its two diagonally opposite quads are present;
-    the upper one of the pair is removed (repeated until none is left).
-    """
-    from scipy import ndimage
-
-    q = quads.copy()
-    while True:
-        p = np.pad(q, 1)
-        # Quads around interior vertex (i, j) of the padded quad grid: nw, ne, sw, se.
-        nw, ne = p[:-1, :-1], p[:-1, 1:]
-        sw, se = p[1:, :-1], p[1:, 1:]
-        bow_a = nw & se & ~ne & ~sw  # remove nw
-        bow_b = ne & sw & ~nw & ~se  # remove ne
-        if not (bow_a.any() or bow_b.any()):
-            break
-        # Vertex (i, j) of the (ny, nx) grid; its nw quad is q[i-1, j-1], ne is q[i-1, j].
-        ia, ja = np.nonzero(bow_a)
-        q[ia - 1, ja - 1] = False
-        ib, jb = np.nonzero(bow_b)
-        q[ib - 1, jb] = False
-    labels, n = ndimage.label(q)  # 4-connectivity: quads sharing an edge
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        q = labels == int(np.argmax(sizes))
-    return q
 
 
 def _point_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:

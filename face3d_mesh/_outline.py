@@ -1,0 +1,428 @@
+"""The smooth outline of a pixel mask, and the triangles between it and a regular grid.
+
+Used by :mod:`face3d_mesh.surface`. Coordinates are pixels ``(u, v)`` = (column, row) of
+the array given, centre of the top-left pixel at (0, 0). Outline loops are oriented with
+the region on their right in ``(u, v)`` (counter-clockwise seen from +z in the mesh frame,
+where y = -v); holes run the other way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Loop", "outline_loops", "iso_loops", "inside_loops", "near_loops", "delaunay"]
+
+
+def _marching_table() -> np.ndarray:
+    """Segments of marching squares: ``table[case + 16 * centre_inside, k] = (from, to)``.
+
+    Corners 0..3 = top-left, top-right, bottom-right, bottom-left (bit k = corner k above
+    the level); edges 0..3 = top, right, bottom, left. Each segment runs with the region
+    above the level on its left in (u, v) (``cross(direction, inside) > 0``).
+    """
+    corner = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
+    mid = np.array([[0.5, 0], [1, 0.5], [0.5, 1], [0, 0.5]], float)
+    ends = [(0, 1), (1, 2), (3, 2), (0, 3)]  # corners of each edge
+    table = np.full((32, 2, 2), -1, np.int64)
+    for code in range(32):
+        case, centre = code % 16, code >= 16
+        inside = [bool(case >> k & 1) for k in range(4)]
+        cut = [e for e in range(4) if inside[ends[e][0]] != inside[ends[e][1]]]
+        if not cut:
+            continue
+        if len(cut) == 2:
+            ref = corner[[k for k in range(4) if inside[k]]].mean(axis=0)
+            pairs = [(cut[0], cut[1], ref, True)]
+        else:  # saddle: each segment cuts off one corner
+            lonely = [0, 2] if inside[0] != centre else [1, 3]
+            around = {0: (3, 0), 1: (0, 1), 2: (1, 2), 3: (2, 3)}
+            pairs = [(*around[k], corner[k], inside[k]) for k in lonely]
+        for s, (ea, eb, ref, ref_inside) in enumerate(pairs):
+            d = mid[eb] - mid[ea]
+            w = ref - mid[ea]
+            left = d[0] * w[1] - d[1] * w[0] > 0
+            table[code, s] = (ea, eb) if left == ref_inside else (eb, ea)
+    return table
+
+
+_TABLE = _marching_table()
+
+
+def iso_loops(f: np.ndarray, level: float) -> list[np.ndarray]:
+    """Closed iso-lines ``f == level`` by marching squares, as (K, 2) float (u, v) loops.
+
+    ``f`` must be below ``level`` all along its border (so that every line closes). Loops
+    run with ``f > level`` on their left in (u, v); the crossing on each grid edge is
+    interpolated linearly.
+    """
+    h, w = f.shape
+    above = f > level
+    b = (
+        above[:-1, :-1].astype(np.uint8)
+        | above[:-1, 1:] << 1
+        | above[1:, 1:] << 2
+        | above[1:, :-1] << 3
+    )
+    ci, cj = np.nonzero((b != 0) & (b != 15))
+    case = b[ci, cj].astype(np.int64)
+    saddle = (case == 5) | (case == 10)
+    centre = np.zeros(case.shape, bool)
+    if saddle.any():
+        si, sj = ci[saddle], cj[saddle]
+        centre[saddle] = (f[si, sj] + f[si, sj + 1] + f[si + 1, sj] + f[si + 1, sj + 1]) > 4 * level
+    code = case + 16 * centre
+    # Global edge ids: horizontal edge (i, j)-(i, j+1) = i*w + j, vertical (i, j)-(i+1, j)
+    # = h*w + i*w + j; cell edges top, right, bottom, left.
+    cell_edges = np.stack(
+        [ci * w + cj, h * w + ci * w + cj + 1, (ci + 1) * w + cj, h * w + ci * w + cj], axis=1
+    )
+    seg = _TABLE[code]  # (n, 2, 2)
+    rows = np.arange(len(code))
+    a, b_ = [], []
+    for s in range(2):
+        ok = seg[:, s, 0] >= 0
+        a.append(cell_edges[rows[ok], seg[ok, s, 0]])
+        b_.append(cell_edges[rows[ok], seg[ok, s, 1]])
+    a, b_ = np.concatenate(a), np.concatenate(b_)
+    if a.size == 0:
+        return []
+    order = np.argsort(a)
+    nxt = order[np.searchsorted(a[order], b_)]
+    xy = _edge_crossings(f, level, a)
+    loops = []
+    seen = np.zeros(a.size, bool)
+    for start in range(a.size):
+        if seen[start]:
+            continue
+        ids = []
+        s = start
+        while not seen[s]:
+            seen[s] = True
+            ids.append(s)
+            s = nxt[s]
+        loops.append(xy[ids])
+    return loops
+
+
+def _edge_crossings(f: np.ndarray, level: float, edge: np.ndarray) -> np.ndarray:
+    """(u, v) of the level crossing on each global edge id (see :func:`iso_loops`)."""
+    h, w = f.shape
+    vertical = edge >= h * w
+    e = np.where(vertical, edge - h * w, edge)
+    i, j = np.divmod(e, w)
+    i2 = i + vertical
+    j2 = j + ~vertical
+    f0, f1 = f[i, j], f[i2, j2]
+    t = (level - f0) / (f1 - f0)
+    return np.column_stack([j + t * ~vertical, i + t * vertical]).astype(np.float64)
+
+
+def _signed_area(p: np.ndarray) -> float:
+    """Shoelace area in (u, v) (positive = counter-clockwise in u-right, v-down maths)."""
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+
+
+@dataclass
+class Loop:
+    """One outline loop: a fine polyline and the samples taken on it.
+
+    ``fine`` (M, 2) float px closed polyline; ``cum`` (M + 1,) its cumulative arc length;
+    ``t`` (K,) arc positions of the samples; ``points`` (K, 2) the samples (possibly
+    pushed inward a little to stay in the mask).
+    """
+
+    fine: np.ndarray
+    cum: np.ndarray
+    t: np.ndarray
+    points: np.ndarray
+
+    @property
+    def length(self) -> float:
+        return float(self.cum[-1])
+
+    def at(self, t: np.ndarray) -> np.ndarray:
+        """Points of the fine polyline at arc positions ``t``."""
+        closed = np.vstack([self.fine, self.fine[:1]])
+        t = np.mod(t, self.length)
+        return np.column_stack(
+            [np.interp(t, self.cum, closed[:, 0]), np.interp(t, self.cum, closed[:, 1])]
+        )
+
+    def split(self, k: np.ndarray) -> None:
+        """Add a sample half-way (in arc length) along each sample edge ``k -> k + 1``."""
+        t_next = np.roll(self.t, -1)
+        t_next[-1] += self.length
+        t_new = np.concatenate([self.t, 0.5 * (self.t[k] + t_next[k]) % self.length])
+        order = np.argsort(t_new, kind="stable")
+        self.t = t_new[order]
+        self.points = np.vstack([self.points, self.at(t_new[len(self.points) :])])[order]
+
+
+def _make_loop(fine: np.ndarray, spacing: float) -> Loop:
+    seg = np.linalg.norm(np.roll(fine, -1, axis=0) - fine, axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    n = max(int(round(cum[-1] / spacing)), 3)
+    loop = Loop(fine, cum, np.arange(n) * (cum[-1] / n), np.empty((0, 2)))
+    loop.points = loop.at(loop.t)
+    return loop
+
+
+def outline_loops(
+    inside: np.ndarray, *, sigma_px: float, spacing_px: float, min_samples: int = 4
+) -> list[Loop]:
+    """The smooth outline of the largest region of ``inside`` and of its holes.
+
+    The mask is blurred (Gaussian, ``sigma_px``) and its iso-line is taken at the level
+    where a straight edge's outline passes through the centres of the edge pixels; the
+    loops are sampled every ``spacing_px`` (about) of arc length. Holes with fewer than
+    ``min_samples`` samples are left out (filled over), as are other regions.
+
+    Parameters
+    ----------
+    inside : ndarray, shape (H, W), bool
+        The mask; False all along its border (at least ``3 * sigma_px + 2`` pixels).
+    sigma_px, spacing_px : float, keyword-only
+        Smoothing scale and sample spacing, pixels.
+
+    Returns
+    -------
+    list of Loop
+        Outer loop first (empty list when nothing is left), region on the right of each
+        loop in (u, v).
+    """
+    import cv2
+
+    f = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), sigma_px)
+    # A straight edge's blurred profile is Phi(-x / sigma), x = distance out of the pixel
+    # edge; the pixel centres just inside are at x = -0.5.
+    level = 0.5 * (1.0 + math.erf(0.5 / sigma_px / math.sqrt(2.0)))
+    raw = [p for p in iso_loops(f, level) if len(p) >= 3]
+    if not raw:
+        return []
+    area = np.array([_signed_area(p) for p in raw])
+    outer = int(np.argmax(area))
+    if area[outer] <= 0:
+        return []
+    inner = [k for k in range(len(raw)) if k != outer and _contains(raw[outer], raw[k][0])]
+    # A hole belongs to the outer region unless it lies in an island inside another hole.
+    islands = [k for k in inner if area[k] > 0]
+    holes = [
+        k for k in inner if area[k] < 0 and not any(_contains(raw[i], raw[k][0]) for i in islands)
+    ]
+    loops = [_make_loop(raw[outer][::-1], spacing_px)]
+    for k in holes:
+        loop = _make_loop(raw[k][::-1], spacing_px)
+        if len(loop.points) >= min_samples:
+            loops.append(loop)
+    return loops
+
+
+def _contains(polygon: np.ndarray, point: np.ndarray) -> bool:
+    import cv2
+
+    contour = np.ascontiguousarray(polygon, dtype=np.float32).reshape(-1, 1, 2)
+    return cv2.pointPolygonTest(contour, (float(point[0]), float(point[1])), False) > 0
+
+
+def push_inside(loop: Loop, valid_at, *, reach_px: float = 3.0, max_px: float = 2.0) -> None:
+    """Move the samples of ``loop`` that ``valid_at`` rejects inward, smoothly.
+
+    Each rejected sample needs some inward shift (found in 0.05 px steps, at most
+    ``max_px``); the shifts applied are their smooth envelope (a raised-cosine bump of
+    half-width ``reach_px`` around each), so the outline bends gently instead of
+    kinking. Samples still rejected are dropped.
+    """
+    for _ in range(3):
+        p = loop.points
+        bad = np.flatnonzero(~valid_at(p))
+        if bad.size == 0:
+            return
+        tangent = np.roll(p, -1, axis=0) - np.roll(p, 1, axis=0)
+        tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+        inward = np.column_stack([tangent[:, 1], -tangent[:, 0]])  # region on the right
+        need = np.zeros(len(p))
+        todo = bad
+        for k in range(1, int(max_px / 0.05) + 1):
+            ok = valid_at(p[todo] + (0.05 * k + 0.05) * inward[todo])
+            need[todo[ok]] = 0.05 * k + 0.05
+            todo = todo[~ok]
+            if todo.size == 0:
+                break
+        spacing = loop.length / len(p)
+        half = max(int(math.ceil(reach_px / spacing)), 1)
+        shift = need.copy()
+        for o in range(1, min(half, len(p) // 2) + 1):
+            g = math.cos(0.5 * math.pi * o / (half + 1)) ** 2
+            shift = np.maximum(shift, g * np.maximum(np.roll(need, o), np.roll(need, -o)))
+        keep = np.ones(len(p), bool)
+        keep[todo] = False
+        loop.points = (p + shift[:, None] * inward)[keep]
+        loop.t = loop.t[keep]
+    loop.points, loop.t = loop.points[valid_at(loop.points)], loop.t[valid_at(loop.points)]
+
+
+def segments(loops: list[Loop]) -> tuple[np.ndarray, np.ndarray]:
+    """All loop edges as start and end points, (S, 2) each."""
+    a = np.concatenate([lp.points for lp in loops])
+    b = np.concatenate([np.roll(lp.points, -1, axis=0) for lp in loops])
+    return a, b
+
+
+def inside_loops(
+    loops: list[Loop], origin: tuple[float, float], step: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """Which nodes of the grid ``origin + step * (j, i)`` lie inside the loops (even-odd).
+
+    Exact scan-line test against the loop polygons; returns an (ny, nx) bool array.
+    """
+    ny, nx = shape
+    a, b = segments(loops)
+    ga = (a - origin) / step  # grid units: column, row
+    gb = (b - origin) / step
+    lo = np.minimum(ga[:, 1], gb[:, 1])
+    hi = np.maximum(ga[:, 1], gb[:, 1])
+    # Rows r crossed with lo <= r < hi (half-open, so shared end points count once).
+    r0 = np.ceil(lo).astype(np.int64)
+    r1 = np.ceil(hi).astype(np.int64)
+    count = np.maximum(r1 - r0, 0)
+    seg = np.repeat(np.arange(len(ga)), count)
+    rows = np.repeat(r0, count) + _ranks(count)
+    t = (rows - ga[seg, 1]) / (gb[seg, 1] - ga[seg, 1])
+    x = ga[seg, 0] + t * (gb[seg, 0] - ga[seg, 0])
+    keep = (rows >= 0) & (rows < ny)
+    # A crossing at x toggles the parity of every node of its row from column ceil(x) on.
+    col = np.clip(np.ceil(x[keep]).astype(np.int64), 0, nx)
+    toggles = np.bincount(rows[keep] * (nx + 1) + col, minlength=ny * (nx + 1))
+    left = np.cumsum(toggles.reshape(ny, nx + 1)[:, :nx], axis=1)
+    return left % 2 == 1
+
+
+def near_loops(
+    loops: list[Loop],
+    origin: tuple[float, float],
+    step: float,
+    shape: tuple[int, int],
+    *,
+    clearance: float,
+    edge_factor: float = 0.55,
+) -> np.ndarray:
+    """Grid nodes closer to a loop edge than ``max(clearance, edge_factor * |edge|)``.
+
+    Distances in grid steps; returns an (ny, nx) bool array. Keeping nodes out of these
+    discs makes every loop edge a Delaunay edge (its diametral disc holds no node).
+    """
+    ny, nx = shape
+    a, b = segments(loops)
+    ga = (a - origin) / step
+    gb = (b - origin) / step
+    d = gb - ga
+    length = np.linalg.norm(d, axis=1)
+    radius = np.maximum(clearance, edge_factor * length)
+    half = int(math.ceil(float(np.max(radius + 0.5 * length)) + 0.5))
+    mid = np.rint(0.5 * (ga + gb)).astype(np.int64)
+    off = np.arange(-half, half + 1)
+    oj, oi = np.meshgrid(off, off)
+    nj = mid[:, 0:1] + oj.ravel()[None, :]
+    ni = mid[:, 1:2] + oi.ravel()[None, :]
+    px = nj - ga[:, 0:1]
+    py = ni - ga[:, 1:2]
+    t = np.clip((px * d[:, 0:1] + py * d[:, 1:2]) / np.maximum(length**2, 1e-24)[:, None], 0, 1)
+    dist = np.hypot(px - t * d[:, 0:1], py - t * d[:, 1:2])
+    hit = (dist < radius[:, None]) & (ni >= 0) & (ni < ny) & (nj >= 0) & (nj < nx)
+    near = np.zeros((ny, nx), bool)
+    near[ni[hit], nj[hit]] = True
+    return near
+
+
+def delaunay(points: np.ndarray) -> np.ndarray:
+    """Delaunay triangles of (N, 2) distinct points, (T, 3) indices (OpenCV Subdiv2D)."""
+    import cv2
+
+    p = np.ascontiguousarray(points, dtype=np.float32)
+    lo = np.floor(p.min(axis=0)) - 2
+    hi = np.ceil(p.max(axis=0)) + 2
+    sub = cv2.Subdiv2D((int(lo[0]), int(lo[1]), int(hi[0] - lo[0]), int(hi[1] - lo[1])))
+    sub.insert(p.tolist())
+    tri = sub.getTriangleList().reshape(-1, 2).astype(np.float32)
+    keys = p.view(np.uint64).ravel()
+    order = np.argsort(keys)
+    q = np.ascontiguousarray(tri).view(np.uint64).ravel()
+    pos = np.searchsorted(keys[order], q)
+    pos = np.minimum(pos, len(keys) - 1)
+    found = keys[order][pos] == q
+    idx = order[pos].reshape(-1, 3)
+    return idx[found.reshape(-1, 3).all(axis=1)]
+
+
+def project(
+    loops: list[Loop], xy: np.ndarray, *, max_dist: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest point of the loops' sample polygons to each of ``xy`` (N, 2), within reach.
+
+    Returns ``(loop_index, t, dist)``: the loop, the arc position (on the fine polyline's
+    scale) of the nearest point, and the distance; ``loop_index`` is -1 and ``dist`` inf
+    for points farther than ``max_dist`` from every loop edge.
+    """
+    a, b = segments(loops)
+    n_loop = [len(lp.points) for lp in loops]
+    seg_loop = np.repeat(np.arange(len(loops)), n_loop)
+    t0 = np.concatenate([lp.t for lp in loops])
+    t1 = np.concatenate([np.roll(lp.t, -1) for lp in loops])
+    length = np.array([lp.length for lp in loops])
+    t1 = np.where(t1 < t0, t1 + length[seg_loop], t1)
+    d = b - a
+    cell = max_dist + float(np.max(np.linalg.norm(d, axis=1)))
+    mid = np.floor(0.5 * (a + b) / cell).astype(np.int64)
+    span = int(np.max(np.abs(mid))) + 3
+    key = (mid[:, 1] + span) * (2 * span + 1) + (mid[:, 0] + span)
+    order = np.argsort(key)
+    key_sorted = key[order]
+    pc = np.floor(xy / cell).astype(np.int64)
+    n = len(xy)
+    pts, segs = [], []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            k = (pc[:, 1] + dy + span) * (2 * span + 1) + (pc[:, 0] + dx + span)
+            lo = np.searchsorted(key_sorted, k, "left")
+            hi = np.searchsorted(key_sorted, k, "right")
+            count = hi - lo
+            pts.append(np.repeat(np.arange(n), count))
+            segs.append(order[np.repeat(lo, count) + _ranks(count)])
+    p_idx, s_idx = np.concatenate(pts), np.concatenate(segs)
+    rel = xy[p_idx] - a[s_idx]
+    ds = d[s_idx]
+    lam = np.clip(np.sum(rel * ds, axis=1) / np.maximum(np.sum(ds * ds, axis=1), 1e-24), 0, 1)
+    dist = np.hypot(rel[:, 0] - lam * ds[:, 0], rel[:, 1] - lam * ds[:, 1])
+    best = np.lexsort((dist, p_idx))
+    first = best[np.r_[True, p_idx[best][1:] != p_idx[best][:-1]]] if best.size else best
+    out_loop = np.full(n, -1, dtype=np.int64)
+    out_t = np.zeros(n)
+    out_d = np.full(n, np.inf)
+    hit = first[dist[first] <= max_dist]
+    pi, si = p_idx[hit], s_idx[hit]
+    out_loop[pi] = seg_loop[si]
+    out_t[pi] = (t0[si] + lam[hit] * (t1[si] - t0[si])) % length[seg_loop[si]]
+    out_d[pi] = dist[hit]
+    return out_loop, out_t, out_d
+
+
+def _ranks(count: np.ndarray) -> np.ndarray:
+    """0, 1, ..., count[i] - 1 for each i, concatenated."""
+    return np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+
+
+def normals_at(loop: Loop, t: np.ndarray) -> np.ndarray:
+    """Unit inward normals (region side) of the loop's fine polyline at arc positions t."""
+    f = loop.fine
+    tangent = np.roll(f, -1, axis=0) - np.roll(f, 1, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+    closed = np.vstack([tangent, tangent[:1]])
+    tt = np.mod(t, loop.length)
+    tx = np.interp(tt, loop.cum, closed[:, 0])
+    ty = np.interp(tt, loop.cum, closed[:, 1])
+    norm = np.maximum(np.hypot(tx, ty), 1e-12)
+    return np.column_stack([ty / norm, -tx / norm])  # region on the right
