@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Loop", "outline_loops", "iso_loops", "inside_loops", "near_loops", "delaunay"]
+__all__ = [
+    "Loop",
+    "outline_loops",
+    "iso_loops",
+    "inside_loops",
+    "near_loops",
+    "delaunay",
+    "project",
+    "nearest_segment",
+]
 
 
 def _marching_table() -> np.ndarray:
@@ -162,9 +171,34 @@ class Loop:
         self.points = np.vstack([self.points, self.at(t_new[len(self.points) :])])[order]
 
 
-def _make_loop(fine: np.ndarray, spacing: float) -> Loop:
-    seg = np.linalg.norm(np.roll(fine, -1, axis=0) - fine, axis=1)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
+def _arc_lengths(p: np.ndarray) -> np.ndarray:
+    """Cumulative arc length of a closed polyline, (M + 1,), starting at 0."""
+    seg = np.linalg.norm(np.roll(p, -1, axis=0) - p, axis=1)
+    return np.concatenate([[0.0], np.cumsum(seg)])
+
+
+def _smoothed(fine: np.ndarray, sigma_px: float) -> np.ndarray:
+    """A closed polyline resampled every ~0.5 px of arc and smoothed along itself (Gaussian,
+    ``sigma_px`` of arc): removes the small kinks marching squares leaves between cells."""
+    cum = _arc_lengths(fine)
+    n = max(int(round(cum[-1] / 0.5)), 8)
+    closed = np.vstack([fine, fine[:1]])
+    t = np.arange(n) * (cum[-1] / n)
+    p = np.column_stack([np.interp(t, cum, closed[:, 0]), np.interp(t, cum, closed[:, 1])])
+    sigma = sigma_px / (cum[-1] / n)
+    half = min(int(math.ceil(3 * sigma)), (n - 1) // 2)
+    offsets = np.arange(-half, half + 1)
+    w = np.exp(-0.5 * (offsets / sigma) ** 2)
+    w /= w.sum()
+    out = np.zeros_like(p)
+    for o, wk in zip(offsets, w, strict=True):
+        out += wk * np.roll(p, o, axis=0)
+    return out
+
+
+def _make_loop(fine: np.ndarray, spacing: float, smooth_px: float) -> Loop:
+    fine = _smoothed(fine, smooth_px)
+    cum = _arc_lengths(fine)
     n = max(int(round(cum[-1] / spacing)), 3)
     loop = Loop(fine, cum, np.arange(n) * (cum[-1] / n), np.empty((0, 2)))
     loop.points = loop.at(loop.t)
@@ -213,9 +247,10 @@ def outline_loops(
     holes = [
         k for k in inner if area[k] < 0 and not any(_contains(raw[i], raw[k][0]) for i in islands)
     ]
-    loops = [_make_loop(raw[outer][::-1], spacing_px)]
+    smooth = sigma_px
+    loops = [_make_loop(raw[outer][::-1], spacing_px, smooth)]
     for k in holes:
-        loop = _make_loop(raw[k][::-1], spacing_px)
+        loop = _make_loop(raw[k][::-1], spacing_px, smooth)
         if len(loop.points) >= min_samples:
             loops.append(loop)
     return loops
@@ -374,22 +409,40 @@ def project(
     t1 = np.concatenate([np.roll(lp.t, -1) for lp in loops])
     length = np.array([lp.length for lp in loops])
     t1 = np.where(t1 < t0, t1 + length[seg_loop], t1)
+    seg, lam, dist = nearest_segment(a, b, xy, max_dist=max_dist)
+    hit = seg >= 0
+    out_loop = np.where(hit, seg_loop[seg], -1)
+    si = seg[hit]
+    out_t = np.zeros(len(xy))
+    out_t[hit] = (t0[si] + lam[hit] * (t1[si] - t0[si])) % length[seg_loop[si]]
+    return out_loop, out_t, dist
+
+
+def nearest_segment(
+    a: np.ndarray, b: np.ndarray, xy: np.ndarray, *, max_dist: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest of the segments ``a[k] -> b[k]`` (S, 2) to each point of ``xy`` (N, 2).
+
+    Only segments within ``max_dist`` are searched (a hash grid of that cell size).
+    Returns ``(segment, lam, dist)``: segment index (-1 if none within reach), position
+    along it in [0, 1], and distance (inf if none).
+    """
     d = b - a
-    cell = max_dist + float(np.max(np.linalg.norm(d, axis=1)))
+    cell = max(max_dist + float(np.max(np.linalg.norm(d, axis=1))), 1e-9)
     mid = np.floor(0.5 * (a + b) / cell).astype(np.int64)
-    span = int(np.max(np.abs(mid))) + 3
-    key = (mid[:, 1] + span) * (2 * span + 1) + (mid[:, 0] + span)
+    pc = np.floor(xy / cell).astype(np.int64)
+    lo_c = np.minimum(mid.min(axis=0), pc.min(axis=0)) - 2
+    dims = np.maximum(mid.max(axis=0), pc.max(axis=0)) - lo_c + 3
+    key = (mid[:, 1] - lo_c[1]) * dims[0] + (mid[:, 0] - lo_c[0])
     order = np.argsort(key)
     key_sorted = key[order]
-    pc = np.floor(xy / cell).astype(np.int64)
     n = len(xy)
     pts, segs = [], []
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            k = (pc[:, 1] + dy + span) * (2 * span + 1) + (pc[:, 0] + dx + span)
+            k = (pc[:, 1] + dy - lo_c[1]) * dims[0] + (pc[:, 0] + dx - lo_c[0])
             lo = np.searchsorted(key_sorted, k, "left")
-            hi = np.searchsorted(key_sorted, k, "right")
-            count = hi - lo
+            count = np.searchsorted(key_sorted, k, "right") - lo
             pts.append(np.repeat(np.arange(n), count))
             segs.append(order[np.repeat(lo, count) + _ranks(count)])
     p_idx, s_idx = np.concatenate(pts), np.concatenate(segs)
@@ -397,17 +450,17 @@ def project(
     ds = d[s_idx]
     lam = np.clip(np.sum(rel * ds, axis=1) / np.maximum(np.sum(ds * ds, axis=1), 1e-24), 0, 1)
     dist = np.hypot(rel[:, 0] - lam * ds[:, 0], rel[:, 1] - lam * ds[:, 1])
-    best = np.lexsort((dist, p_idx))
-    first = best[np.r_[True, p_idx[best][1:] != p_idx[best][:-1]]] if best.size else best
-    out_loop = np.full(n, -1, dtype=np.int64)
-    out_t = np.zeros(n)
+    out_seg = np.full(n, -1, dtype=np.int64)
+    out_lam = np.zeros(n)
     out_d = np.full(n, np.inf)
-    hit = first[dist[first] <= max_dist]
-    pi, si = p_idx[hit], s_idx[hit]
-    out_loop[pi] = seg_loop[si]
-    out_t[pi] = (t0[si] + lam[hit] * (t1[si] - t0[si])) % length[seg_loop[si]]
-    out_d[pi] = dist[hit]
-    return out_loop, out_t, out_d
+    if p_idx.size:
+        best = np.lexsort((dist, p_idx))
+        first = best[np.r_[True, p_idx[best][1:] != p_idx[best][:-1]]]
+        first = first[dist[first] <= max_dist]
+        out_seg[p_idx[first]] = s_idx[first]
+        out_lam[p_idx[first]] = lam[first]
+        out_d[p_idx[first]] = dist[first]
+    return out_seg, out_lam, out_d
 
 
 def _ranks(count: np.ndarray) -> np.ndarray:

@@ -264,11 +264,11 @@ class Reconstruction:
             target_triangles=int(max_triangles * 0.9),
         )
 
-    def solid(self, *, base_mm: float = 3.0, width_mm: float | None = None):
+    def solid(self, *, base_mm: float = 3.0, width_mm: float | None = None, edge_mm: float = 0.0):
         """A watertight printable solid of the face relief (see :func:`make_solid`)."""
         from .solid import make_solid
 
-        return make_solid(self.mesh, base_mm=base_mm, width_mm=width_mm)
+        return make_solid(self.mesh, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm)
 
     def save(
         self,
@@ -277,6 +277,7 @@ class Reconstruction:
         solid: bool = False,
         base_mm: float = 3.0,
         width_mm: float | None = None,
+        edge_mm: float = 0.0,
     ) -> list[Path]:
         """Write the mesh to ``path`` (.stl, .obj with .mtl and texture, .ply, .glb, .3mf).
 
@@ -292,6 +293,9 @@ class Reconstruction:
             Thickness of the solid's back plate behind the deepest point, mm.
         width_mm : float or None, keyword-only
             Scale the solid uniformly to this width (x extent), mm.
+        edge_mm : float, keyword-only
+            Round the solid's edge between relief and side wall with this radius, mm
+            (0 = sharp).
 
         Returns
         -------
@@ -300,7 +304,7 @@ class Reconstruction:
         """
         from .exporters import export_mesh
 
-        mesh, texture = self._export_mesh(solid, base_mm, width_mm)
+        mesh, texture = self._export_mesh(solid, base_mm, width_mm, edge_mm)
         return export_mesh(mesh, path, texture=texture)
 
     def encode(
@@ -310,6 +314,7 @@ class Reconstruction:
         solid: bool = False,
         base_mm: float = 3.0,
         width_mm: float | None = None,
+        edge_mm: float = 0.0,
     ) -> dict[Path, bytes]:
         """The files :meth:`save` would write, as bytes in memory (nothing is written).
 
@@ -318,14 +323,16 @@ class Reconstruction:
         """
         from .exporters import encode_mesh
 
-        mesh, texture = self._export_mesh(solid, base_mm, width_mm)
+        mesh, texture = self._export_mesh(solid, base_mm, width_mm, edge_mm)
         return encode_mesh(mesh, path, texture=texture)
 
-    def _export_mesh(self, solid, base_mm, width_mm):
+    def _export_mesh(self, solid, base_mm, width_mm, edge_mm=0.0):
         if not solid and width_mm is not None:
             raise UsageError("width_mm applies to solids only (use solid=True)")
+        if not solid and edge_mm:
+            raise UsageError("edge_mm applies to solids only (use solid=True)")
         if solid:
-            return self.solid(base_mm=base_mm, width_mm=width_mm), None
+            return self.solid(base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm), None
         return self.mesh, self.image
 
     def to_trimesh(self):

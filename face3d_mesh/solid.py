@@ -15,15 +15,27 @@ __all__ = ["make_solid"]
 
 
 def make_solid(
-    surface: pv.PolyData, *, base_mm: float = 3.0, width_mm: float | None = None
+    surface: pv.PolyData,
+    *,
+    base_mm: float = 3.0,
+    width_mm: float | None = None,
+    edge_mm: float = 0.0,
 ) -> pv.PolyData:
     """Turn a relief surface into a watertight solid with side walls and a flat back plate.
 
     The back plate is a copy of the surface's triangulation flattened onto the plane
     ``z = min(z) - base_mm`` with reversed winding; the walls are a strip of two triangles per
-    boundary edge joining each boundary loop to its copy on the plate.  The result is a closed
-    2-manifold: every edge is shared by exactly two triangles, winding is consistent with
-    normals pointing outward, no triangle is degenerate, and the enclosed volume is positive.
+    boundary edge joining each boundary loop to its copy on the plate, so they are vertical
+    and follow the surface's outline.  The result is a closed 2-manifold: every edge is
+    shared by exactly two triangles, winding is consistent with normals pointing outward, no
+    triangle is degenerate, and the enclosed volume is positive.
+
+    With ``edge_mm`` > 0 the edge between relief and wall is rounded: a vertex at distance
+    ``d`` < ``edge_mm`` (in x, y) from the outline is lowered by
+    ``r - sqrt(r**2 - (r - d)**2)``, ``r = edge_mm`` (a quarter circle: the full ``r`` at
+    the outline, where it meets the wall vertically, nothing from ``r`` inward, where it
+    meets the relief tangentially). The rounding is sampled by the surface's own vertices
+    (about one grid step apart).
 
     Parameters
     ----------
@@ -37,6 +49,9 @@ def make_solid(
     width_mm : float, optional, keyword-only
         When given, the relief is first scaled uniformly (about the origin) so that its
         x-extent is exactly ``width_mm`` mm; otherwise it keeps its real size.
+    edge_mm : float, keyword-only
+        Radius of the rounded edge between relief and wall, mm in the final object (0 =
+        sharp, the default; at most a quarter of the relief's smaller extent).
 
     Returns
     -------
@@ -59,6 +74,8 @@ def make_solid(
         raise UsageError(f"base_mm must be a positive number, got {base_mm}")
     if width_mm is not None and not (np.isfinite(width_mm) and width_mm > 0):
         raise UsageError(f"width_mm must be a positive number, got {width_mm}")
+    if not (np.isfinite(edge_mm) and edge_mm >= 0):
+        raise UsageError(f"edge_mm must be a number >= 0, got {edge_mm}")
     if surface.n_cells == 0 or surface.n_points == 0:
         raise UsageError("surface is empty")
     if not surface.is_all_triangles:
@@ -105,6 +122,8 @@ def make_solid(
             raise UsageError("surface has zero width; cannot scale it")
         scale = float(width_mm) / extent
         pts = pts * scale
+    if edge_mm > 0:
+        pts = _round_edge(pts, ba, bb, float(edge_mm))
     z_back = float(pts[:, 2].min()) - float(base_mm)
 
     back = pts.copy()
@@ -120,3 +139,23 @@ def make_solid(
     solid.field_data["scale"] = np.array([scale])
     solid.field_data["base_z_mm"] = np.array([z_back])
     return solid
+
+
+def _round_edge(pts: np.ndarray, ba: np.ndarray, bb: np.ndarray, radius: float) -> np.ndarray:
+    """Lower the vertices near the outline (boundary edges ``ba -> bb``) along a quarter
+    circle of ``radius`` mm; returns new points."""
+    from ._outline import nearest_segment
+
+    extent = np.ptp(pts[:, :2], axis=0)
+    if radius > 0.25 * float(extent.min()):
+        raise UsageError(
+            f"edge_mm {radius:g} is too large for a {extent[0]:.0f} x {extent[1]:.0f} mm "
+            "relief (at most a quarter of its smaller side)"
+        )
+    xy = pts[:, :2]
+    _, _, dist = nearest_segment(xy[ba], xy[bb], xy, max_dist=radius)
+    near = dist < radius
+    out = pts.copy()
+    gap = radius - dist[near]
+    out[near, 2] -= radius - np.sqrt(np.maximum(radius**2 - gap**2, 0.0))
+    return out

@@ -30,8 +30,10 @@ __all__ = ["depth_to_mesh", "surface_arrays", "choose_grid_step", "SurfaceArrays
 
 #: Refuse grids larger than this (memory guard against absurd steps / triangle targets).
 _MAX_GRID_POINTS = 2e7
-#: Scale of the outline's smoothing (Gaussian blur of the mask), photo pixels.
+#: Scale of the outline's smoothing (Gaussian blur of the mask), photo pixels; at least
+#: OUTLINE_SIGMA_STEPS grid steps, so that a corner of the mask turns over a few vertices.
 OUTLINE_SIGMA_PX = 2.0
+OUTLINE_SIGMA_STEPS = 0.75
 #: Grid nodes keep this distance from the outline, in grid steps (> 0.541: see _band).
 _CLEARANCE = 0.6
 #: Rim smoothing: depth is averaged along the outline (Gaussian, this scale in mm of arc)
@@ -172,9 +174,10 @@ def surface_arrays(
         raise UsageError("depth map has no finite value to mesh")
     step = _grid_step(grid_step_px, n_valid, target_triangles)
     trim = int(math.ceil(RIM_TRIM_PX))
-    win = _Window.around(depth, finite, margin=max(trim + 4, int(3 * OUTLINE_SIGMA_PX) + 4))
+    sigma = max(OUTLINE_SIGMA_PX, OUTLINE_SIGMA_STEPS * step)
+    win = _Window.around(depth, finite, margin=max(trim + 4, int(3 * sigma) + 4))
     grid = _Grid.over(win, finite, step)
-    pixels, faces, loops = _triangulate(win, grid)
+    pixels, faces, loops = _triangulate(win, grid, sigma_px=sigma)
     zmap = _rim_depth(win, rings=trim + 3, trim_px=RIM_TRIM_PX, tolerance_mm=RIM_TOLERANCE_MM)
     uv_crop = pixels - win.offset
     z = _smooth_along_outline(
@@ -334,13 +337,13 @@ class _Grid:
         return self.vs.size, self.us.size
 
 
-def _triangulate(win: _Window, grid: _Grid):
+def _triangulate(win: _Window, grid: _Grid, *, sigma_px: float):
     """Vertices (N, 2) photo px, triangles (M, 3) and outline loops (crop px) of the
     grid-plus-band surface."""
     from . import _outline
 
     step = grid.step
-    loops = _outline.outline_loops(win.finite, sigma_px=OUTLINE_SIGMA_PX, spacing_px=step)
+    loops = _outline.outline_loops(win.finite, sigma_px=sigma_px, spacing_px=step)
     if not loops or loops[0].length < 4 * step:
         raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
     for loop in loops:
@@ -403,8 +406,9 @@ def _band(loops, grid: _Grid, origin: np.ndarray, demoted: np.ndarray) -> _Band:
     pos = np.concatenate([np.arange(k) for k in n_loop])
     n_nodes = len(node_i)
     tri = _outline.delaunay(np.vstack([node_xy, samples]))
-    tri = _keep_band_triangles(tri, np.vstack([node_xy, samples]), n_nodes, loop_id, pos,
-                               core, origin, step)
+    tri = _keep_band_triangles(
+        tri, np.vstack([node_xy, samples]), n_nodes, loop_id, pos, core, origin, step
+    )
     # Vertex ids: every grid node used (core corners or band), then the outline samples.
     used = np.zeros(shape, bool)
     used[:-1, :-1] |= core
@@ -418,9 +422,7 @@ def _band(loops, grid: _Grid, origin: np.ndarray, demoted: np.ndarray) -> _Band:
     remap = np.concatenate([vid[node_i, node_j], n_used + np.arange(len(samples))])
     faces = np.concatenate([_grid_faces(core, vid), remap[tri]])
     ui, uj = np.nonzero(used)
-    pixels = np.vstack(
-        [np.column_stack([grid.us[uj], grid.vs[ui]]), samples]
-    )
+    pixels = np.vstack([np.column_stack([grid.us[uj], grid.vs[ui]]), samples])
     is_node = np.arange(len(pixels)) < n_used
     missing, stray = _check_boundary(
         remap[tri], _core_rim_edges(core, vid), n_used, n_loop, vid, core
@@ -526,7 +528,9 @@ def _repair(loops, band: _Band, demoted: np.ndarray, win: _Window) -> None:
 
     start = np.concatenate([[0], np.cumsum(band.n_outline)[:-1]])
     for k, loop in enumerate(loops):
-        local = band.missing[(band.missing >= start[k]) & (band.missing < start[k] + len(loop.points))]
+        local = band.missing[
+            (band.missing >= start[k]) & (band.missing < start[k] + len(loop.points))
+        ]
         if local.size:
             n_before = len(loop.points)
             loop.split(local - start[k])

@@ -189,7 +189,9 @@ class FakeReconstruction:
             self.landmarks,
         )
 
-    def save(self, path, *, solid=False, base_mm=3.0, width_mm=None) -> list[Path]:
+    def save(
+        self, path, *, solid=False, base_mm=3.0, width_mm=None, edge_mm=0.0
+    ) -> list[Path]:
         """Write the mesh to ``path`` with the real exporters; return the written paths."""
         from face3d_mesh.exporters import export_mesh
 
@@ -197,7 +199,7 @@ class FakeReconstruction:
         if solid:
             from face3d_mesh.solid import make_solid
 
-            mesh = make_solid(mesh, base_mm=base_mm, width_mm=width_mm)
+            mesh = make_solid(mesh, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm)
         return export_mesh(mesh, path, texture=None if solid else self.image)
 
 

@@ -98,6 +98,10 @@ def inside_mask(points: np.ndarray, mask: np.ndarray, *, mm_per_px: float, origi
     return ok
 
 
+def _cross(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return u[:, 0] * w[:, 1] - u[:, 1] * w[:, 0]
+
+
 def surface_z_at(points: np.ndarray, faces: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """z of the surface above each query point ``xy`` (K, 2); NaN where it has none."""
     from scipy.spatial import cKDTree
@@ -113,9 +117,9 @@ def surface_z_at(points: np.ndarray, faces: np.ndarray, xy: np.ndarray) -> np.nd
     for j in range(k):
         t = tri[cand[:, j]]
         a, b, c = t[:, 0, :2], t[:, 1, :2], t[:, 2, :2]
-        det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-        l1 = ((xy[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (xy[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])) / det
-        l2 = ((b[:, 0] - a[:, 0]) * (xy[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (xy[:, 0] - a[:, 0])) / det
+        det = _cross(b - a, c - a)
+        l1 = _cross(xy - a, c - a) / det
+        l2 = _cross(b - a, xy - a) / det
         l0 = 1 - l1 - l2
         hit = np.isnan(out) & (np.minimum(np.minimum(l0, l1), l2) >= -1e-9)
         out[hit] = (l0 * t[:, 0, 2] + l1 * t[:, 1, 2] + l2 * t[:, 2, 2])[hit]

@@ -55,6 +55,7 @@ class Job:
     solid: bool
     base_mm: float
     width_mm: float | None
+    edge_mm: float
     all_faces: bool
     save_depth: bool
     config: ReconstructionConfig
@@ -156,6 +157,7 @@ def render_job(job: Job, *, source=None, done=None) -> tuple[BatchItem, dict[str
                 solid=job.solid,
                 base_mm=job.base_mm,
                 width_mm=job.width_mm,
+                edge_mm=job.edge_mm,
             )
             files.update((path.name, data) for path, data in meshes.items())
             if job.save_depth:

@@ -98,6 +98,7 @@ def reconstruct_batch(
     solid: bool = False,
     base_mm: float = 3.0,
     width_mm: float | None = None,
+    edge_mm: float = 0.0,
     all_faces: bool = False,
     save_depth: bool = False,
     workers: int | None = None,
@@ -119,7 +120,7 @@ def reconstruct_batch(
     fmt : {"stl", "obj", "ply", "glb", "3mf"}, keyword-only
         Output format (an extension of :data:`face3d_mesh.exporters.EXPORTERS`, no dot).
     config : ReconstructionConfig, keyword-only
-    solid, base_mm, width_mm : keyword-only
+    solid, base_mm, width_mm, edge_mm : keyword-only
         As for :meth:`Reconstruction.save`.
     all_faces : bool, keyword-only
         One mesh per face (``NAME_face0.stl``...) instead of the largest face only.
@@ -164,7 +165,7 @@ def reconstruct_batch(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from None
-    options = dict(fmt=fmt, solid=solid, base_mm=base_mm, width_mm=width_mm)
+    options = dict(fmt=fmt, solid=solid, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm)
     options.update(all_faces=all_faces, save_depth=save_depth, config=config)
     jobs, skipped, todo = plan_jobs(inputs, out, overwrite=overwrite, **options)
     results: dict[str, BatchItem] = {}
@@ -297,6 +298,7 @@ def run_batch(args, *, config: ReconstructionConfig) -> int:
             solid=args.solid,
             base_mm=args.base_mm,
             width_mm=args.width_mm,
+            edge_mm=args.edge_mm,
             all_faces=args.all_faces,
             save_depth=args.save_depth,
             workers=args.workers,

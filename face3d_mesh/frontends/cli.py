@@ -225,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=3.0,
         help="back plate thickness behind the deepest point, mm (default 3)",
     )
+    p.add_argument(
+        "--edge-mm",
+        type=_non_negative_float,
+        default=0.0,
+        help="round the solid's edge between relief and wall with this radius, mm "
+        "(default 0: sharp)",
+    )
     _add_pipeline_options(p)
 
     p = sub.add_parser(
@@ -282,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solid", action="store_true", help="printable solids")
     p.add_argument("--width-mm", type=_positive_float, default=None)
     p.add_argument("--base-mm", type=_positive_float, default=3.0)
+    p.add_argument("--edge-mm", type=_non_negative_float, default=0.0)
     p.add_argument(
         "--all-faces",
         action="store_true",
@@ -438,9 +446,11 @@ def _cmd_export(args):
     supported_extension(args.output)  # fail before the slow work
     if args.width_mm is not None and not args.solid:
         raise UsageError("--width-mm applies to --solid only")
+    if args.edge_mm and not args.solid:
+        raise UsageError("--edge-mm applies to --solid only")
     rec = _reconstruct(args)
     if args.solid:
-        mesh = rec.solid(base_mm=args.base_mm, width_mm=args.width_mm)
+        mesh = rec.solid(base_mm=args.base_mm, width_mm=args.width_mm, edge_mm=args.edge_mm)
         written = export_mesh(mesh, args.output)
     else:
         mesh = rec.mesh
