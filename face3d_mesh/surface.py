@@ -43,7 +43,7 @@ RIM_BLEND_MM = 2.0
 #: Edge pixels (this deep, px) whose depth differs from the linear continuation of the
 #: depth inside them by more than RIM_TOLERANCE_MM take that continuation.
 RIM_TRIM_PX = 2.0
-RIM_TOLERANCE_MM = 1.0
+RIM_TOLERANCE_MM = 0.1
 
 
 def choose_grid_step(n_valid_px: int, target_triangles: int) -> float:

@@ -132,12 +132,15 @@ def rim_profile_second_difference_mm(
     *,
     depth_mm: float = 2.0,
     spacing_mm: float = 0.5,
+    start_mm: float = 0.0,
     z_at=None,
+    convex_only: bool = False,
 ) -> np.ndarray:
     """Lip or step at the rim: second differences of the surface's z along inward normals.
 
     From every outer-boundary vertex, the surface is sampled every ``spacing_mm`` along the
-    inward normal of the outline up to ``depth_mm`` inside (starting just inside the edge);
+    inward normal of the outline from ``start_mm`` (just inside the edge for 0) to
+    ``start_mm + depth_mm``;
     returns |z[k-1] - 2 z[k] + z[k+1]| of all those profiles (mm), NaN-free. ``z_at``
     (a function of (K, 2) xy in mm) samples another surface along the same profiles, e.g.
     the depth map the mesh was made from.
@@ -148,9 +151,10 @@ def rim_profile_second_difference_mm(
     tangent = np.roll(xy, -1, axis=0) - np.roll(xy, 1, axis=0)
     tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
     inward = np.column_stack([-tangent[:, 1], tangent[:, 0]])  # left of a CCW outline
-    ts = np.arange(0.05, depth_mm + 1e-9, spacing_mm)
+    ts = start_mm + np.arange(0.05, depth_mm + 1e-9, spacing_mm)
     q = xy[:, None, :] + ts[None, :, None] * inward[:, None, :]
     q = q.reshape(-1, 2)
     z = (surface_z_at(p, faces, q) if z_at is None else z_at(q)).reshape(len(loop), len(ts))
-    d2 = np.abs(z[:, :-2] - 2 * z[:, 1:-1] + z[:, 2:])
-    return d2[np.isfinite(d2)]
+    d2 = z[:, :-2] - 2 * z[:, 1:-1] + z[:, 2:]
+    d2 = d2[np.isfinite(d2)]
+    return np.maximum(d2, 0.0) if convex_only else np.abs(d2)

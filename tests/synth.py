@@ -49,3 +49,35 @@ def gradient_image(size: int = SIZE) -> np.ndarray:
     img[..., 1] = v % 256
     img[..., 2] = 77
     return img
+
+
+#: Synthetic face-like masks for the outline tests: name -> inside test on (x, y) in mm.
+NOTCH_HALF_WIDTH_MM = 4.0
+NOTCH_BOTTOM_MM = 25.0
+
+
+def _rotated_ellipse(x, y, a, b, degrees):
+    t = np.radians(degrees)
+    xr = x * np.cos(t) + y * np.sin(t)
+    yr = -x * np.sin(t) + y * np.cos(t)
+    return (xr / a) ** 2 + (yr / b) ** 2 < 1
+
+
+OUTLINE_SHAPES = {
+    "disc": lambda x, y: np.hypot(x, y) < 45.0,
+    "ellipse": lambda x, y: _rotated_ellipse(x, y, 52.0, 34.0, 0.0),
+    "rotated_ellipse": lambda x, y: _rotated_ellipse(x, y, 52.0, 34.0, 33.0),
+    # a disc with a slot cut in from the top, 8 mm wide, to 25 mm above the centre
+    "notch": lambda x, y: (
+        (np.hypot(x, y) < 45.0) & ~((np.abs(x) < NOTCH_HALF_WIDTH_MM) & (y > NOTCH_BOTTOM_MM))
+    ),
+}
+
+
+def shape_sphere(name: str, size: int = 240, radius: float = SPHERE_R):
+    """(depth_mm float32 NaN outside, mask bool) of a sphere cap over one of OUTLINE_SHAPES,
+    centred in a size x size photo at MM_PER_PX."""
+    x, y, r = grid(size)
+    mask = OUTLINE_SHAPES[name](x, y)
+    depth = np.where(mask, sphere_depth(r, radius), np.nan).astype(np.float32)
+    return depth, mask

@@ -132,3 +132,20 @@ def test_batch_uses_the_photos_exif_focal_length(tmp_path, astronaut_path):
     assert rec.camera["focal_source"] == "exif"
     rec.save(tmp_path / "export.ply")
     assert (tmp_path / "out" / "exif.ply").read_bytes() == (tmp_path / "export.ply").read_bytes()
+
+
+def test_batch_rounded_solids_match_the_api(tmp_path, astronaut_path, astronaut_rec, clean_env):
+    import numpy as np
+    import trimesh
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(astronaut_path, folder / "a.png")
+    out = tmp_path / "out"
+    args = ["batch", folder, "-o", out, "--depth", "landmarks", "--solid", "--edge-mm", "2"]
+    result = run(args, clean_env)
+    assert result.returncode == 0, result.stderr
+    solid = trimesh.load(out / "a.stl", process=True)
+    assert solid.is_watertight and solid.is_winding_consistent and solid.volume > 0
+    expected = astronaut_rec.solid(edge_mm=2.0)
+    np.testing.assert_allclose(solid.extents, np.ptp(expected.points, axis=0), atol=1e-3)

@@ -57,10 +57,8 @@ def test_export_printable_solid(tmp_path, astronaut_path, clean_env):
     import trimesh
 
     out = tmp_path / "bust.stl"
-    result = run(
-        ["export", astronaut_path, "-o", out, "--solid", "--width-mm", "80", "--base-mm", "3"],
-        clean_env,
-    )
+    args = ["export", astronaut_path, "-o", out, "--solid", "--width-mm", "80", "--base-mm", "3"]
+    result = run([*args, "--edge-mm", "2"], clean_env)
     assert result.returncode == 0, result.stderr
     solid = trimesh.load(out, process=True)
     assert solid.is_watertight and solid.is_winding_consistent and solid.volume > 0
@@ -170,6 +168,13 @@ def test_output_and_usage_errors(tmp_path, astronaut_path, clean_env):
         ["export", astronaut_path, "-o", tmp_path / "f.stl", "--width-mm", "50"], clean_env
     )
     assert_clean_error(result, 2, "--solid")
+    result = run(["export", astronaut_path, "-o", tmp_path / "f.stl", "--edge-mm", "2"], clean_env)
+    assert_clean_error(result, 2, "--solid")
+    result = run(
+        ["export", astronaut_path, "-o", tmp_path / "f.stl", "--solid", "--edge-mm", "-1"],
+        clean_env,
+    )
+    assert_clean_error(result, 2, "edge-mm")
     result = run(["depth", astronaut_path, "-o", tmp_path / "d.jpg"], clean_env)
     assert_clean_error(result, OutputError.exit_code, ".png or .npy")
     assert run([], clean_env).returncode == 2

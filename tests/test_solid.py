@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 import pyvista as pv
 import trimesh
-from synth import CENTRE, MASK_R, MM_PER_PX, SPHERE_R, sphere_cap, sphere_cap_volume
+from mesh_metrics import boundary_loops
+from synth import (
+    CENTRE,
+    MASK_R,
+    MM_PER_PX,
+    SPHERE_R,
+    sphere_cap,
+    sphere_cap_volume,
+    sphere_depth,
+)
 
 from face3d_mesh.errors import UsageError
 from face3d_mesh.solid import make_solid
@@ -46,11 +55,19 @@ def test_sphere_solid_volume_and_base(sphere_surface):
     back = np.isclose(z, z.min())
     assert np.isclose(z.min(), front_zmin - 3.0, atol=1e-5)
     assert back.sum() == sphere_surface.n_points  # flat plate: a copy of the grid
-    # The footprint is the set of grid quads inside the disc, a staircase polygon that loses
-    # a band of up to ~1 grid step (0.5 mm) along the circumference:
-    # relative volume error <= 2 * 0.5 / 50 = 2 %.
-    expected = sphere_cap_volume(MASK_R, SPHERE_R, 3.0)
-    assert abs(tm.volume - expected) / expected < 0.02
+    # The footprint is the smooth outline, about half a pixel inside the disc's edge: the
+    # solid is the cap over the disc of the same area, on a plate 3 mm behind the rim's
+    # deepest vertex.
+    rim = np.asarray(sphere_surface.points, dtype=np.float64)[
+        boundary_loops(sphere_surface.regular_faces)[0], :2
+    ]
+    area = 0.5 * abs(
+        np.dot(rim[:, 0], np.roll(rim[:, 1], -1)) - np.dot(np.roll(rim[:, 0], -1), rim[:, 1])
+    )
+    r_eq = np.sqrt(area / np.pi)
+    assert MASK_R - 2 * MM_PER_PX < r_eq < MASK_R
+    expected = sphere_cap_volume(r_eq, SPHERE_R, -z.min() - sphere_depth(r_eq))
+    assert abs(tm.volume - expected) / expected < 0.002
     # outward normals: the plate faces -z
     n = solid.compute_normals(
         cell_normals=True, point_normals=False, auto_orient_normals=False, consistent_normals=False
@@ -111,6 +128,10 @@ def test_bad_inputs(sphere_surface):
         make_solid(sphere_surface, base_mm=0)
     with pytest.raises(UsageError):
         make_solid(sphere_surface, width_mm=-5)
+    with pytest.raises(UsageError, match="edge_mm"):
+        make_solid(sphere_surface, edge_mm=-1)
+    with pytest.raises(UsageError, match="too large"):
+        make_solid(sphere_surface, edge_mm=30)  # the disc is 99 mm across
     with pytest.raises(UsageError):
         make_solid("not a mesh")
     with pytest.raises(UsageError):
