@@ -139,15 +139,32 @@ def _signed_area(p: np.ndarray) -> float:
 class Loop:
     """One outline loop: a fine polyline and the samples taken on it.
 
-    ``fine`` (M, 2) float px closed polyline; ``cum`` (M + 1,) its cumulative arc length;
-    ``t`` (K,) arc positions of the samples; ``points`` (K, 2) the samples (possibly
-    pushed inward a little to stay in the mask).
+    ``fine`` (M, 2) float px closed polyline; ``cum`` (M + 1,) its cumulative
+    arc length; ``t`` (K,) arc positions of the samples; ``points`` (K, 2) the samples
+    (possibly pushed inward a little to stay in the mask).
     """
 
     fine: np.ndarray
     cum: np.ndarray
     t: np.ndarray
     points: np.ndarray
+
+    def frame(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Points and unit inward normals (region side) of the fine polyline at arc
+        positions ``t`` (linear interpolation between its vertices)."""
+        if not hasattr(self, "_inward"):
+            tangent = np.roll(self.fine, -1, axis=0) - np.roll(self.fine, 1, axis=0)
+            tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+            self._inward = np.column_stack([tangent[:, 1], -tangent[:, 0]])
+        m = len(self.fine)
+        t = np.mod(t, self.length)
+        i = np.clip(np.searchsorted(self.cum, t, side="right") - 1, 0, m - 1)
+        f = ((t - self.cum[i]) / np.maximum(self.cum[i + 1] - self.cum[i], 1e-12))[:, None]
+        j = (i + 1) % m
+        p = self.fine[i] * (1 - f) + self.fine[j] * f
+        n = self._inward[i] * (1 - f) + self._inward[j] * f
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        return p, n
 
     @property
     def length(self) -> float:
@@ -394,28 +411,64 @@ def delaunay(points: np.ndarray) -> np.ndarray:
 
 
 def project(
-    loops: list[Loop], xy: np.ndarray, *, max_dist: float
+    loops: list[Loop], xy: np.ndarray, *, max_dist: float, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest point of the loops' sample polygons to each of ``xy`` (N, 2), within reach.
 
+    The nearest sample is looked up in a distance transform of the samples rasterized on
+    the (h, w) ``shape`` grid; the exact nearest point is then searched on the polygon
+    edges around it (those within 2 px of arc).
+
     Returns ``(loop_index, t, dist)``: the loop, the arc position (on the fine polyline's
     scale) of the nearest point, and the distance; ``loop_index`` is -1 and ``dist`` inf
-    for points farther than ``max_dist`` from every loop edge.
+    for points farther than ``max_dist``.
     """
-    a, b = segments(loops)
-    n_loop = [len(lp.points) for lp in loops]
-    seg_loop = np.repeat(np.arange(len(loops)), n_loop)
+    import cv2
+
+    h, w = shape
+    pts = np.concatenate([lp.points for lp in loops])
+    n_loop = np.array([len(lp.points) for lp in loops])
+    start = np.concatenate([[0], np.cumsum(n_loop)[:-1]])
+    loop_of = np.repeat(np.arange(len(loops)), n_loop)
+    canvas = np.ones((h, w), np.uint8)
+    pix = np.clip(np.rint(pts).astype(np.int64), 0, [w - 1, h - 1])
+    canvas[pix[:, 1], pix[:, 0]] = 0
+    _, labels = cv2.distanceTransformWithLabels(
+        canvas, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    # labels number the zero pixels in raster order; a pixel holding several samples keeps
+    # the last one written, which is as good a start as any of them
+    zero_r, zero_c = np.nonzero(canvas == 0)
+    owner = np.full((h, w), -1, np.int64)
+    owner[pix[:, 1], pix[:, 0]] = np.arange(len(pts))
+    sample_of_label = np.concatenate([[-1], owner[zero_r, zero_c]])
+    q = np.clip(np.rint(xy).astype(np.int64), 0, [w - 1, h - 1])
+    nearest = sample_of_label[labels[q[:, 1], q[:, 0]]]
+    spacing = min(lp.length / len(lp.points) for lp in loops)
+    reach = int(math.ceil(2.0 / spacing)) + 1
+    best_d = np.full(len(xy), np.inf)
+    best_seg = np.zeros(len(xy), np.int64)
+    best_lam = np.zeros(len(xy))
+    li = loop_of[nearest]
+    local = nearest - start[li]
+    for o in range(-reach, reach):
+        k0 = start[li] + (local + o) % n_loop[li]
+        k1 = start[li] + (local + o + 1) % n_loop[li]
+        a, d = pts[k0], pts[k1] - pts[k0]
+        rel = xy - a
+        lam = np.clip(np.sum(rel * d, axis=1) / np.maximum(np.sum(d * d, axis=1), 1e-24), 0, 1)
+        dist = np.hypot(rel[:, 0] - lam * d[:, 0], rel[:, 1] - lam * d[:, 1])
+        better = dist < best_d
+        best_d[better], best_seg[better], best_lam[better] = dist[better], k0[better], lam[better]
     t0 = np.concatenate([lp.t for lp in loops])
     t1 = np.concatenate([np.roll(lp.t, -1) for lp in loops])
     length = np.array([lp.length for lp in loops])
-    t1 = np.where(t1 < t0, t1 + length[seg_loop], t1)
-    seg, lam, dist = nearest_segment(a, b, xy, max_dist=max_dist)
-    hit = seg >= 0
-    out_loop = np.where(hit, seg_loop[seg], -1)
-    si = seg[hit]
-    out_t = np.zeros(len(xy))
-    out_t[hit] = (t0[si] + lam[hit] * (t1[si] - t0[si])) % length[seg_loop[si]]
-    return out_loop, out_t, dist
+    t1 = np.where(t1 < t0, t1 + length[loop_of], t1)
+    hit = best_d <= max_dist
+    out_loop = np.where(hit, loop_of[best_seg], -1)
+    si = best_seg
+    out_t = np.where(hit, (t0[si] + best_lam * (t1[si] - t0[si])) % length[loop_of[si]], 0.0)
+    return out_loop, out_t, np.where(hit, best_d, np.inf)
 
 
 def nearest_segment(
@@ -466,16 +519,3 @@ def nearest_segment(
 def _ranks(count: np.ndarray) -> np.ndarray:
     """0, 1, ..., count[i] - 1 for each i, concatenated."""
     return np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-
-
-def normals_at(loop: Loop, t: np.ndarray) -> np.ndarray:
-    """Unit inward normals (region side) of the loop's fine polyline at arc positions t."""
-    f = loop.fine
-    tangent = np.roll(f, -1, axis=0) - np.roll(f, 1, axis=0)
-    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
-    closed = np.vstack([tangent, tangent[:1]])
-    tt = np.mod(t, loop.length)
-    tx = np.interp(tt, loop.cum, closed[:, 0])
-    ty = np.interp(tt, loop.cum, closed[:, 1])
-    norm = np.maximum(np.hypot(tx, ty), 1e-12)
-    return np.column_stack([ty / norm, -tx / norm])  # region on the right

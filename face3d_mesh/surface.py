@@ -16,6 +16,7 @@ the region's smooth outline (see :func:`depth_to_mesh`). The work is done on num
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -164,8 +165,15 @@ def surface_arrays(
     image: np.ndarray | None = None,
     grid_step_px: float | None = None,
     target_triangles: int = 80_000,
+    timings: dict | None = None,
 ) -> SurfaceArrays:
-    """:func:`depth_to_mesh` without PyVista: the same surface as numpy arrays."""
+    """:func:`depth_to_mesh` without PyVista: the same surface as numpy arrays.
+
+    ``timings``, when given, receives the wall time (s) of each step: ``grid``,
+    ``outline`` (smooth outline loops), ``band`` (triangulation of grid and band), ``rim``
+    (depth sampling and rim smoothing) and ``attributes`` (normals, UV, colours).
+    """
+    clock = _Clock(timings)
     depth, (u0, v0), image = _check_inputs(depth_mm, mm_per_px, origin_px, image)
     h, w = depth.shape
     finite = np.isfinite(depth)
@@ -173,21 +181,36 @@ def surface_arrays(
     if n_valid == 0:
         raise UsageError("depth map has no finite value to mesh")
     step = _grid_step(grid_step_px, n_valid, target_triangles)
-    trim = int(math.ceil(RIM_TRIM_PX))
     sigma = max(OUTLINE_SIGMA_PX, OUTLINE_SIGMA_STEPS * step)
+    trim = int(math.ceil(RIM_TRIM_PX))
     win = _Window.around(depth, finite, margin=max(trim + 4, int(3 * sigma) + 4))
     grid = _Grid.over(win, finite, step)
-    pixels, faces, loops = _triangulate(win, grid, sigma_px=sigma)
-    zmap = _rim_depth(win, rings=trim + 3, trim_px=RIM_TRIM_PX, tolerance_mm=RIM_TOLERANCE_MM)
+    clock.lap("grid")
+    loops = _outline_loops(win, step, sigma)
+    clock.lap("outline")
+    pixels, faces = _triangulate(win, grid, loops)
+    clock.lap("band")
+    import cv2
+
+    inside = cv2.distanceTransform(win.finite.view(np.uint8), cv2.DIST_L2, 5)
+    zmap = _rim_depth(
+        win, inside, rings=trim + 3, trim_px=RIM_TRIM_PX, tolerance_mm=RIM_TOLERANCE_MM
+    )
     uv_crop = pixels - win.offset
-    z = _smooth_along_outline(
-        _sample(zmap, uv_crop),
-        uv_crop,
+    width = RIM_BLEND_MM / mm_per_px
+    near = _sample(inside, uv_crop) <= width + 2.0  # the outline is within ~1 px of the edge
+    z = _sample(zmap, uv_crop).astype(np.float64)
+    z[near] = _smooth_along_outline(
+        z[near],
+        uv_crop[near],
         loops,
         zmap,
         sigma_px=RIM_SIGMA_MM / mm_per_px,
-        width_px=RIM_BLEND_MM / mm_per_px,
+        width_px=width,
+        step_px=step,
     )
+
+    clock.lap("rim")
     points = np.empty((len(pixels), 3), dtype=np.float32)
     points[:, 0] = (pixels[:, 0] - u0) * mm_per_px
     points[:, 1] = -(pixels[:, 1] - v0) * mm_per_px
@@ -195,7 +218,7 @@ def surface_arrays(
     uv = np.empty((len(pixels), 2), dtype=np.float32)
     uv[:, 0] = (pixels[:, 0] + 0.5) / w
     uv[:, 1] = 1.0 - (pixels[:, 1] + 0.5) / h
-    return SurfaceArrays(
+    arrays = SurfaceArrays(
         points=points,
         faces=faces,
         normals=_point_normals(points, faces),
@@ -209,6 +232,22 @@ def surface_arrays(
             "image_size_px": np.array([w, h], dtype=np.int64),
         },
     )
+    clock.lap("attributes")
+    return arrays
+
+
+class _Clock:
+    """Adds the time since the previous lap to ``timings[name]`` (when there is a dict)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now
 
 
 def _to_polydata(s: SurfaceArrays) -> pv.PolyData:
@@ -337,17 +376,25 @@ class _Grid:
         return self.vs.size, self.us.size
 
 
-def _triangulate(win: _Window, grid: _Grid, *, sigma_px: float):
-    """Vertices (N, 2) photo px, triangles (M, 3) and outline loops (crop px) of the
-    grid-plus-band surface."""
+def _outline_loops(win: _Window, step: float, sigma_px: float):
+    """The region's smooth outline loops (crop px), sampled every grid step, in the mask."""
     from . import _outline
 
-    step = grid.step
     loops = _outline.outline_loops(win.finite, sigma_px=sigma_px, spacing_px=step)
     if not loops or loops[0].length < 4 * step:
         raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
     for loop in loops:
         _outline.push_inside(loop, win.valid_at)
+    return loops
+
+
+def _triangulate(win: _Window, grid: _Grid, loops) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (N, 2) photo px and triangles (M, 3) of the grid-plus-band surface.
+
+    Attempts whose boundary does not come out as the outline loops (an outline edge
+    missing from the Delaunay triangulation, a core quad with no neighbour across an edge)
+    are repaired, by refining those outline edges and demoting those quads, and retried.
+    """
     origin = np.array([grid.us[0], grid.vs[0]]) - win.offset
     demoted = np.zeros((grid.shape[0] - 1, grid.shape[1] - 1), bool)
     for _attempt in range(6):
@@ -357,10 +404,10 @@ def _triangulate(win: _Window, grid: _Grid, *, sigma_px: float):
         _repair(loops, band, demoted, win)
     else:
         raise UsageError(
-            f"could not triangulate the region's outline at grid step {step:.3g} px; "
+            f"could not triangulate the region's outline at grid step {grid.step:.3g} px; "
             "try another grid step or triangle count"
         )
-    return band.pixels + np.where(band.is_node[:, None], 0.0, win.offset), band.faces, loops
+    return band.pixels + np.where(band.is_node[:, None], 0.0, win.offset), band.faces
 
 
 @dataclass
@@ -539,18 +586,18 @@ def _repair(loops, band: _Band, demoted: np.ndarray, win: _Window) -> None:
     demoted.ravel()[band.stray] = True
 
 
-def _rim_depth(win: _Window, *, rings: int, trim_px: float, tolerance_mm: float) -> np.ndarray:
+def _rim_depth(
+    win: _Window, inside: np.ndarray, *, rings: int, trim_px: float, tolerance_mm: float
+) -> np.ndarray:
     """The crop's depth continued ``rings`` pixels past its edge (float32, 0 beyond).
 
     The outermost ``trim_px`` pixels are a depth map's least reliable: where one differs by
     more than ``tolerance_mm`` from the linear continuation of the depth inside them, it
-    takes that continuation instead.
+    takes that continuation instead. ``inside``: distance (px) of each crop pixel to the
+    nearest undefined one.
     """
-    import cv2
-
     from ._extend import extend_linear
 
-    inside = cv2.distanceTransform(win.finite.view(np.uint8), cv2.DIST_L2, 5)
     keep = inside > trim_px
     if keep.sum() * 4 >= win.finite.sum():  # not too thin to trim
         guess = extend_linear(np.where(keep, win.depth, np.nan), int(math.ceil(trim_px)))
@@ -561,7 +608,7 @@ def _rim_depth(win: _Window, *, rings: int, trim_px: float, tolerance_mm: float)
     return np.where(np.isfinite(ext), ext, 0.0).astype(np.float32)
 
 
-def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: float):
+def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: float, step_px: float):
     """Average the depth of vertices near the outline along curves parallel to it.
 
     A vertex at distance ``d`` < ``width_px`` from the outline (nearest point at arc
@@ -572,9 +619,11 @@ def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: floa
     """
     from . import _outline
 
-    loop_id, t, dist = _outline.project(loops, uv, max_dist=width_px)
+    loop_id, t, dist = _outline.project(loops, uv, max_dist=width_px, shape=zmap.shape)
     half = 3.0 * sigma_px
-    n_off = max(int(math.ceil(half / min(0.5 * sigma_px, 1.0))), 2)
+    # Samples at most a pixel apart (half a grid step on coarse grids): pixel-scale teeth
+    # must not alias into the average.
+    n_off = max(int(math.ceil(half / min(0.5 * sigma_px, max(1.0, 0.5 * step_px)))), 2)
     offsets = np.linspace(-half, half, 2 * n_off + 1)
     weights = np.exp(-0.5 * (offsets / sigma_px) ** 2)
     weights /= weights.sum()
@@ -583,10 +632,8 @@ def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: floa
         idx = np.flatnonzero(loop_id == k)
         if idx.size == 0:
             continue
-        tt = (t[idx, None] + offsets[None, :]).ravel()
-        q = loop.at(tt) + np.repeat(dist[idx], offsets.size)[:, None] * _outline.normals_at(
-            loop, tt
-        )
+        foot, inward = loop.frame((t[idx, None] + offsets[None, :]).ravel())
+        q = foot + np.repeat(dist[idx], offsets.size)[:, None] * inward
         zs = _sample(zmap, q).reshape(idx.size, offsets.size).astype(np.float64)
         r = np.clip(dist[idx] / width_px, 0.0, 1.0)
         blend = 1.0 - r * r * (3.0 - 2.0 * r)
