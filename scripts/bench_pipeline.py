@@ -10,7 +10,12 @@ Cases (each measured in a fresh subprocess so that peak RSS belongs to that case
 Stage times are the median of ``--repeats`` warm runs (the first run, which loads
 MediaPipe, is reported separately). ``--depth`` picks the backend (default ``hybrid``,
 what ``auto`` runs without network weights: the face-model fit, its depth and the landmark
-depth). Also timed: ``face3d-mesh export`` from the command line with that backend,
+depth). The ``surface`` stage is also broken down into its steps (``surface_steps_ms``,
+medians of as many runs of :func:`surface_arrays` on the same depth map): ``grid``,
+``outline`` (the smooth outline), ``band`` (the Delaunay band between grid and outline, and
+the grid's triangles), ``rim`` (depth sampling and rim smoothing), ``attributes``
+(normals, UV, colours); ``outline_ms`` is the cost of the smooth outline (outline + band +
+rim). Also timed: ``face3d-mesh export`` from the command line with that backend,
 interpreter start-up included, and whether that path imports torch.
 
 Targets (2-core machine): all stages except a neural network ≤ 150 ms together for the
@@ -72,6 +77,7 @@ def measure_case(case: str, repeats: int) -> dict:
         runs.append(face3d_mesh.reconstruct(image, depth=DEPTH).timings)
     stages = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     total = sum(stages.values())
+    steps = surface_steps(first, repeats)
     solid_t = time.perf_counter()
     first.solid()
     solid_s = time.perf_counter() - solid_t
@@ -84,6 +90,8 @@ def measure_case(case: str, repeats: int) -> dict:
         "size": [int(image.shape[1]), int(image.shape[0])],
         "triangles": int(first.mesh.n_cells),
         "stages_ms": {k: round(1000 * v, 1) for k, v in stages.items()},
+        "surface_steps_ms": {k: round(1000 * v, 1) for k, v in steps.items()},
+        "outline_ms": round(1000 * (steps["outline"] + steps["band"] + steps["rim"]), 1),
         "total_ms": round(1000 * total, 1),
         "total_without_load_ms": round(1000 * (total - stages.get("load", 0.0)), 1),
         "first_run_ms": round(1000 * first_total, 1),
@@ -93,6 +101,26 @@ def measure_case(case: str, repeats: int) -> dict:
         "depth_finite_px": int(np.isfinite(first.depth_mm).sum()),
         "torch_imported": "torch" in sys.modules,
     }
+
+
+def surface_steps(rec, repeats: int) -> dict:
+    """Median wall time (s) of each step of the surface stage on ``rec``'s depth map."""
+    from face3d_mesh.surface import surface_arrays
+
+    runs = []
+    for _ in range(repeats):
+        steps: dict[str, float] = {}
+        surface_arrays(
+            rec.depth_mm,
+            mm_per_px=rec.mm_per_px,
+            origin_px=rec.nose_px,
+            image=rec.image,
+            grid_step_px=rec.config.grid_step_px,
+            target_triangles=rec.config.target_triangles,
+            timings=steps,
+        )
+        runs.append(steps)
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
 def cli_export_time() -> dict:

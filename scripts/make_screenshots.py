@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "scripts" / "screenshots"
 sys.path.insert(0, str(REPO))
 
-# (output name, sample photo, show() keywords)
+# (output name, sample photo, show() keywords[, what to show of the reconstruction])
 SHOTS = [
     ("viewer_textured.png", "astronaut.png", dict(mode="textured")),
     (
@@ -31,8 +31,22 @@ SHOTS = [
         "astronaut.png",
         dict(mode="points", azimuth=40, elevation=15, panels=False),
     ),
+    (
+        "solid_edge.png",
+        "lps_head_scan_studio.png",
+        dict(mode="shaded", azimuth=70, elevation=20, panels=False),
+        lambda rec: _solid(rec.mesh, edge_mm=2.0),
+    ),
 ]
 SIZE = (960, 540)
+
+
+def _solid(mesh, **kw):
+    from face3d_mesh.solid import make_solid
+
+    return make_solid(mesh, **kw)
+
+
 MAX_BYTES = 300_000
 
 
@@ -78,7 +92,7 @@ def main(argv=None):
 
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, photo, kw in SHOTS:
+        for name, photo, kw, *view in SHOTS:
             try:
                 rec, title = get(photo), f"face3d_mesh - {photo}"
             except Exception as exc:  # noqa: BLE001 - fall back to the synthetic face
@@ -90,7 +104,7 @@ def main(argv=None):
 
                 rec, title = make_fake_reconstruction(), "face3d_mesh - synthetic face"
             raw = Path(tmp) / name
-            show(rec, screenshot=raw, size=SIZE, title=title, **kw)
+            show(view[0](rec) if view else rec, screenshot=raw, size=SIZE, title=title, **kw)
             size = _shrink_png(raw, OUT / name)
             print(f"{OUT / name}: {size / 1000:.0f} KB")
             if size > MAX_BYTES:
