@@ -80,14 +80,44 @@ def make_solid(
         raise UsageError("surface is empty")
     if not surface.is_all_triangles:
         surface = surface.triangulate()
+    pts, faces = _height_field(surface)
+    ba, bb = _boundary_edges(faces, pts.shape[0])
+
+    scale = 1.0
+    if width_mm is not None:
+        extent = float(np.ptp(pts[:, 0]))
+        if extent <= 0:
+            raise UsageError("surface has zero width; cannot scale it")
+        scale = float(width_mm) / extent
+        pts = pts * scale
+    if edge_mm > 0:
+        pts = _round_edge(pts, ba, bb, float(edge_mm))
+    z_back = float(pts[:, 2].min()) - float(base_mm)
+
+    n = pts.shape[0]
+    back = pts.copy()
+    back[:, 2] = z_back
+    points = np.concatenate([pts, back])
+    wall1 = np.stack([bb, ba, ba + n], axis=1)
+    wall2 = np.stack([bb, ba + n, bb + n], axis=1)
+    all_faces = np.concatenate([faces, faces[:, ::-1] + n, wall1, wall2])
+
+    solid = pv.PolyData.from_regular_faces(points, all_faces)
+    for name in surface.field_data.keys():
+        solid.field_data[name] = np.asarray(surface.field_data[name])
+    solid.field_data["scale"] = np.array([scale])
+    solid.field_data["base_z_mm"] = np.array([z_back])
+    return solid
+
+
+def _height_field(surface) -> tuple[np.ndarray, np.ndarray]:
+    """The surface's used points (float64) and triangles; UsageError unless every triangle
+    faces +z with a non-zero area in xy."""
     faces = np.asarray(surface.regular_faces, dtype=np.int64)
     # Compact: only the points used by a triangle.
     used, faces = np.unique(faces, return_inverse=True)
     faces = faces.reshape(-1, 3)
     pts = np.asarray(surface.points, dtype=np.float64)[used]
-    n = pts.shape[0]
-
-    # Every front triangle must face +z with non-zero projected area (height field).
     e1 = pts[faces[:, 1], :2] - pts[faces[:, 0], :2]
     e2 = pts[faces[:, 2], :2] - pts[faces[:, 0], :2]
     area2 = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
@@ -96,7 +126,12 @@ def make_solid(
             "surface is not a height field wound toward +z "
             f"({int(np.sum(area2 <= 0))} triangles face away or are degenerate in xy)"
         )
+    return pts, faces
 
+
+def _boundary_edges(faces: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Directed boundary edges ``ba[k] -> bb[k]``; UsageError unless the surface is a
+    consistently wound manifold whose boundary is a set of simple loops."""
     # Directed edges; a manifold, consistently wound surface has each at most once.
     a = faces.ravel()
     b = faces[:, [1, 2, 0]].ravel()
@@ -111,34 +146,9 @@ def make_solid(
     ba, bb = a[boundary], b[boundary]
     if ba.size == 0:
         raise UsageError("surface has no boundary: it is already closed")
-    starts = np.bincount(ba, minlength=n)
-    if np.any(starts > 1):
+    if np.any(np.bincount(ba, minlength=n) > 1):
         raise UsageError("surface boundary is not a set of simple loops (bowtie vertex)")
-
-    scale = 1.0
-    if width_mm is not None:
-        extent = float(np.ptp(pts[:, 0]))
-        if extent <= 0:
-            raise UsageError("surface has zero width; cannot scale it")
-        scale = float(width_mm) / extent
-        pts = pts * scale
-    if edge_mm > 0:
-        pts = _round_edge(pts, ba, bb, float(edge_mm))
-    z_back = float(pts[:, 2].min()) - float(base_mm)
-
-    back = pts.copy()
-    back[:, 2] = z_back
-    points = np.concatenate([pts, back])
-    wall1 = np.stack([bb, ba, ba + n], axis=1)
-    wall2 = np.stack([bb, ba + n, bb + n], axis=1)
-    all_faces = np.concatenate([faces, faces[:, ::-1] + n, wall1, wall2])
-
-    solid = pv.PolyData.from_regular_faces(points, all_faces)
-    for name in surface.field_data.keys():
-        solid.field_data[name] = np.asarray(surface.field_data[name])
-    solid.field_data["scale"] = np.array([scale])
-    solid.field_data["base_z_mm"] = np.array([z_back])
-    return solid
+    return ba, bb
 
 
 def _round_edge(pts: np.ndarray, ba: np.ndarray, bb: np.ndarray, radius: float) -> np.ndarray:

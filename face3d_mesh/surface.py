@@ -190,8 +190,32 @@ def surface_arrays(
     clock.lap("outline")
     pixels, faces = _triangulate(win, grid, loops)
     clock.lap("band")
+    z = _rim_depth_at(win, pixels, loops, step=step, mm_per_px=mm_per_px)
+    clock.lap("rim")
+    arrays = _assemble(pixels, z, faces, image, (u0, v0), (w, h), mm_per_px, step)
+    clock.lap("attributes")
+    return arrays
+
+
+class _Clock:
+    """Adds the time since the previous lap to ``timings[name]`` (when there is a dict)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now
+
+
+def _rim_depth_at(win, pixels, loops, *, step: float, mm_per_px: float) -> np.ndarray:
+    """Depth (mm, float64) at the vertices (photo px), with the rim treatment."""
     import cv2
 
+    trim = int(math.ceil(RIM_TRIM_PX))
     inside = cv2.distanceTransform(win.finite.view(np.uint8), cv2.DIST_L2, 5)
     zmap = _rim_depth(
         win, inside, rings=trim + 3, trim_px=RIM_TRIM_PX, tolerance_mm=RIM_TOLERANCE_MM
@@ -209,8 +233,14 @@ def surface_arrays(
         width_px=width,
         step_px=step,
     )
+    return z
 
-    clock.lap("rim")
+
+def _assemble(pixels, z, faces, image, origin, size, mm_per_px, step) -> SurfaceArrays:
+    """Mesh-frame points, normals, UVs, colours and field data of the vertices; ``size`` is
+    the photo's (W, H)."""
+    u0, v0 = origin
+    w, h = size
     points = np.empty((len(pixels), 3), dtype=np.float32)
     points[:, 0] = (pixels[:, 0] - u0) * mm_per_px
     points[:, 1] = -(pixels[:, 1] - v0) * mm_per_px
@@ -218,7 +248,7 @@ def surface_arrays(
     uv = np.empty((len(pixels), 2), dtype=np.float32)
     uv[:, 0] = (pixels[:, 0] + 0.5) / w
     uv[:, 1] = 1.0 - (pixels[:, 1] + 0.5) / h
-    arrays = SurfaceArrays(
+    return SurfaceArrays(
         points=points,
         faces=faces,
         normals=_point_normals(points, faces),
@@ -232,22 +262,6 @@ def surface_arrays(
             "image_size_px": np.array([w, h], dtype=np.int64),
         },
     )
-    clock.lap("attributes")
-    return arrays
-
-
-class _Clock:
-    """Adds the time since the previous lap to ``timings[name]`` (when there is a dict)."""
-
-    def __init__(self, timings: dict | None):
-        self.timings = timings
-        self.last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        if self.timings is not None:
-            now = time.perf_counter()
-            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
-            self.last = now
 
 
 def _to_polydata(s: SurfaceArrays) -> pv.PolyData:
