@@ -476,7 +476,9 @@ def _band(loops, grid: _Grid, origin: np.ndarray, demoted: np.ndarray) -> _Band:
     used[:-1, 1:] |= core
     used[1:, :-1] |= core
     used[1:, 1:] |= core
-    used[node_i, node_j] |= np.isin(np.arange(n_nodes), tri[tri < n_nodes])
+    in_band = np.zeros(n_nodes, bool)
+    in_band[tri[tri < n_nodes]] = True
+    used[node_i, node_j] |= in_band
     vid = np.full(shape, -1, dtype=np.int64)
     n_used = int(used.sum())
     vid[used] = np.arange(n_used)
