@@ -294,11 +294,13 @@ def push_inside(loop: Loop, valid_at, *, reach_px: float = 3.0, max_px: float = 
     half-width ``reach_px`` around each), so the outline bends gently instead of
     kinking. Samples still rejected are dropped.
     """
+    pushed = False
     for _ in range(3):
         p = loop.points
         bad = np.flatnonzero(~valid_at(p))
         if bad.size == 0:
-            return
+            break
+        pushed = True
         tangent = np.roll(p, -1, axis=0) - np.roll(p, 1, axis=0)
         tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
         inward = np.column_stack([tangent[:, 1], -tangent[:, 0]])  # region on the right
@@ -320,7 +322,23 @@ def push_inside(loop: Loop, valid_at, *, reach_px: float = 3.0, max_px: float = 
         keep[todo] = False
         loop.points = (p + shift[:, None] * inward)[keep]
         loop.t = loop.t[keep]
-    loop.points, loop.t = loop.points[valid_at(loop.points)], loop.t[valid_at(loop.points)]
+    if pushed:
+        ok = valid_at(loop.points)
+        loop.points, loop.t = loop.points[ok], loop.t[ok]
+        _drop_crowded(loop)
+
+
+def _drop_crowded(loop: Loop, *, fraction: float = 0.3) -> None:
+    """Drop samples closer than ``fraction`` of the mean spacing to the sample before them
+    (pushed samples can bunch up in a tight concave corner, making slivers)."""
+    p = loop.points
+    if len(p) < 4:
+        return
+    gap = np.linalg.norm(p - np.roll(p, 1, axis=0), axis=1)
+    crowded = gap < fraction * loop.length / len(p)
+    crowded[0] = False
+    if crowded.any():
+        loop.points, loop.t = p[~crowded], loop.t[~crowded]
 
 
 def segments(loops: list[Loop]) -> tuple[np.ndarray, np.ndarray]:

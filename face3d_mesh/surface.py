@@ -395,11 +395,11 @@ def _outline_loops(win: _Window, step: float, sigma_px: float):
     from . import _outline
 
     loops = _outline.outline_loops(win.finite, sigma_px=sigma_px, spacing_px=step)
-    if not loops or loops[0].length < 4 * step:
-        raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
     for loop in loops:
         _outline.push_inside(loop, win.valid_at)
-    return loops
+    if not loops or loops[0].length < 4 * step or len(loops[0].points) < 4:
+        raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
+    return [loops[0]] + [hole for hole in loops[1:] if len(hole.points) >= 4]
 
 
 def _triangulate(win: _Window, grid: _Grid, loops) -> tuple[np.ndarray, np.ndarray]:
