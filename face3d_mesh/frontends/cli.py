@@ -259,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
 
     p = sub.add_parser("view", help="interactive 3D viewer (or --screenshot headless)")
-    p.add_argument("photo", help="input photo, or a mesh file (.stl, .obj, .ply, .glb, .3mf)")
+    p.add_argument(
+        "photo", help="input photo, or a mesh file (.stl, .obj, .ply, .glb, .3mf)"
+    )
     p.add_argument(
         "--screenshot", default=None, metavar="PNG", help="render off-screen to this PNG and exit"
     )
