@@ -140,19 +140,13 @@ def warp_to_image(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, in
     -------
     numpy.ndarray
         H×W float32, bilinearly resampled; NaN outside the crop's footprint. Undefined
-        crop pixels are first filled (linear extrapolation for a few pixels past the
-        edge, then the nearest value) so that valid values near them stay valid and
-        steep edges stay steep: re-apply a mask afterwards.
+        crop pixels are first filled from their nearest neighbours so that valid values
+        near them stay valid: re-apply a mask afterwards.
     """
     import cv2
 
-    from ._extend import extend_linear
-
     height, width = int(shape[0]), int(shape[1])
-    # Continue the map linearly for about two photo pixels past its edge (so that the
-    # photo's edge pixels keep the slope there), then with the nearest value.
-    rings = int(math.ceil(2.0 * max(aligned.scale, 1.0))) + 1
-    filled = extend_nearest(extend_linear(values, rings))
+    filled = extend_nearest(values)
     # Only the crop's footprint in the photo is resampled (a small window of a big photo).
     h, w = filled.shape
     inverse = cv2.invertAffineTransform(aligned.matrix)

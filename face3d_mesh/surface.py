@@ -27,7 +27,13 @@ from .errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
 
-__all__ = ["depth_to_mesh", "surface_arrays", "choose_grid_step", "SurfaceArrays"]
+__all__ = [
+    "depth_to_mesh",
+    "surface_arrays",
+    "choose_grid_step",
+    "rim_smoothing_mm",
+    "SurfaceArrays",
+]
 
 #: Refuse grids larger than this (memory guard against absurd steps / triangle targets).
 _MAX_GRID_POINTS = 2e7
@@ -37,14 +43,25 @@ OUTLINE_SIGMA_PX = 2.0
 OUTLINE_SIGMA_STEPS = 0.75
 #: Grid nodes keep this distance from the outline, in grid steps (> 0.541: see _band).
 _CLEARANCE = 0.6
-#: Rim smoothing: depth is averaged along the outline (Gaussian, this scale in mm of arc)
-#: with full weight on the outline, fading out over RIM_BLEND_MM inward.
+#: Rim smoothing: depth is averaged along the outline (Gaussian, RIM_SIGMA_MM of arc, at
+#: least RIM_SIGMA_MIN_PX photo pixels) with full weight on the outline, fading out over
+#: RIM_BLEND_MM inward (at least RIM_BLEND_SIGMAS times that scale): rim_smoothing_mm().
 RIM_SIGMA_MM = 2.5
+RIM_SIGMA_MIN_PX = 3.0
 RIM_BLEND_MM = 2.0
+RIM_BLEND_SIGMAS = 1.5
 #: Edge pixels (this deep, px) whose depth differs from the linear continuation of the
 #: depth inside them by more than RIM_TOLERANCE_MM take that continuation.
 RIM_TRIM_PX = 2.0
 RIM_TOLERANCE_MM = 0.1
+
+
+def rim_smoothing_mm(mm_per_px: float) -> tuple[float, float]:
+    """Scale of the rim smoothing along the outline and the width of the band it fades
+    over, both mm: (max(RIM_SIGMA_MM, RIM_SIGMA_MIN_PX px), max(RIM_BLEND_MM, RIM_BLEND_SIGMAS
+    times that scale))."""
+    sigma = max(RIM_SIGMA_MM, RIM_SIGMA_MIN_PX * mm_per_px)
+    return sigma, max(RIM_BLEND_MM, RIM_BLEND_SIGMAS * sigma)
 
 
 def choose_grid_step(n_valid_px: int, target_triangles: int) -> float:
@@ -221,7 +238,7 @@ def _rim_depth_at(win, pixels, loops, *, step: float, mm_per_px: float) -> np.nd
         win, inside, rings=trim + 3, trim_px=RIM_TRIM_PX, tolerance_mm=RIM_TOLERANCE_MM
     )
     uv_crop = pixels - win.offset
-    width = RIM_BLEND_MM / mm_per_px
+    sigma, width = (x / mm_per_px for x in rim_smoothing_mm(mm_per_px))
     near = _sample(inside, uv_crop) <= width + 2.0  # the outline is within ~1 px of the edge
     z = _sample(zmap, uv_crop).astype(np.float64)
     z[near] = _smooth_along_outline(
@@ -229,7 +246,7 @@ def _rim_depth_at(win, pixels, loops, *, step: float, mm_per_px: float) -> np.nd
         uv_crop[near],
         loops,
         zmap,
-        sigma_px=RIM_SIGMA_MM / mm_per_px,
+        sigma_px=sigma,
         width_px=width,
         step_px=step,
     )

@@ -4,7 +4,7 @@ from synth import CENTRE, MASK_R, MM_PER_PX, SPHERE_R, gradient_image, sphere_ca
 
 from face3d_mesh.errors import UsageError
 from face3d_mesh.filtering import filter_depth
-from face3d_mesh.surface import RIM_BLEND_MM, depth_to_mesh
+from face3d_mesh.surface import depth_to_mesh, rim_smoothing_mm
 
 
 def _edges(faces):
@@ -57,7 +57,7 @@ def test_sphere_mesh_geometry(step):
     # bilinear interpolation of the sphere: error <= h^2 * max curvature / 8 with h = 1 px
     # (0.5 mm) and curvature 1/(R cos^3) ~ 1/(80 * 0.49) -> ~0.001 mm; exact on pixel centres.
     err = np.abs(pts[:, 2] + sphere_depth(rv))
-    rim = MASK_R - RIM_BLEND_MM - 2 * MM_PER_PX
+    rim = MASK_R - rim_smoothing_mm(MM_PER_PX)[1] - 2 * MM_PER_PX
     assert err[rv < rim].max() < 0.01
     # In the rim band the depth is averaged along the outline, which follows the pixelated
     # disc to within ~0.3 px: <= slope (0.8) * 0.3 px * 0.5 mm/px = 0.12 mm along it, a
@@ -86,7 +86,7 @@ def test_triangle_count_near_target_and_normals_up():
         assert (fn.cell_data["Normals"][:, 2] > 0).all()
         # normals match the sphere's: (x, y, sqrt(R^2 - r^2)) / R
         p = np.asarray(mesh.points, dtype=np.float64)
-        inner = np.hypot(p[:, 0], p[:, 1]) < MASK_R - 3
+        inner = np.hypot(p[:, 0], p[:, 1]) < MASK_R - rim_smoothing_mm(MM_PER_PX)[1] - 1
         ns = np.column_stack([p[:, 0], p[:, 1], SPHERE_R + p[:, 2]]) / SPHERE_R
         assert np.abs(n[inner] - ns[inner]).max() < 0.01
 
