@@ -20,7 +20,7 @@ __all__ = [
     "inside_loops",
     "near_loops",
     "delaunay",
-    "project",
+    "nearest_point",
     "nearest_segment",
 ]
 
@@ -183,6 +183,11 @@ class Loop:
         return np.column_stack(
             [np.interp(t, self.cum, closed[:, 0]), np.interp(t, self.cum, closed[:, 1])]
         )
+
+    def arc_samples(self, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+        """Points and unit inward normals every ``spacing`` (about) of arc, (M, 2) each."""
+        m = max(int(math.ceil(self.length / spacing)), 8)
+        return self.frame(np.arange(m) * (self.length / m))
 
     def split(self, k: np.ndarray) -> None:
         """Add a sample half-way (in arc length) along each sample edge ``k -> k + 1``."""
@@ -434,65 +439,29 @@ def delaunay(points: np.ndarray) -> np.ndarray:
     return idx[found.reshape(-1, 3).all(axis=1)]
 
 
-def project(
-    loops: list[Loop], xy: np.ndarray, *, max_dist: float, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest point of the loops' sample polygons to each of ``xy`` (N, 2), within reach.
+def nearest_point(points: np.ndarray, xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Index of (about) the nearest of ``points`` (K, 2) to each of ``xy`` (N, 2).
 
-    The nearest sample is looked up in a distance transform of the samples rasterized on
-    the (h, w) ``shape`` grid; the exact nearest point is then searched on the polygon
-    edges around it (those within 2 px of arc).
-
-    Returns ``(loop_index, t, dist)``: the loop, the arc position (on the fine polyline's
-    scale) of the nearest point, and the distance; ``loop_index`` is -1 and ``dist`` inf
-    for points farther than ``max_dist``.
+    Both lie on an (h, w) ``shape`` pixel grid: the points are rasterized (rounded to
+    pixels) and a distance transform labels every pixel with its nearest point, so the
+    answer is exact to about a pixel; where several points share a pixel the last wins.
     """
     import cv2
 
     h, w = shape
-    pts = np.concatenate([lp.points for lp in loops])
-    n_loop = np.array([len(lp.points) for lp in loops])
-    start = np.concatenate([[0], np.cumsum(n_loop)[:-1]])
-    loop_of = np.repeat(np.arange(len(loops)), n_loop)
     canvas = np.ones((h, w), np.uint8)
-    pix = np.clip(np.rint(pts).astype(np.int64), 0, [w - 1, h - 1])
+    pix = np.clip(np.rint(points).astype(np.int64), 0, [w - 1, h - 1])
     canvas[pix[:, 1], pix[:, 0]] = 0
     _, labels = cv2.distanceTransformWithLabels(
         canvas, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    # labels number the zero pixels in raster order; a pixel holding several samples keeps
-    # the last one written, which is as good a start as any of them
-    zero_r, zero_c = np.nonzero(canvas == 0)
+    # labels number the zero pixels in raster order
     owner = np.full((h, w), -1, np.int64)
-    owner[pix[:, 1], pix[:, 0]] = np.arange(len(pts))
-    sample_of_label = np.concatenate([[-1], owner[zero_r, zero_c]])
+    owner[pix[:, 1], pix[:, 0]] = np.arange(len(points))
+    zero_r, zero_c = np.nonzero(canvas == 0)
+    point_of_label = np.concatenate([[0], owner[zero_r, zero_c]])
     q = np.clip(np.rint(xy).astype(np.int64), 0, [w - 1, h - 1])
-    nearest = sample_of_label[labels[q[:, 1], q[:, 0]]]
-    spacing = min(lp.length / len(lp.points) for lp in loops)
-    reach = int(math.ceil(2.0 / spacing)) + 1
-    best_d = np.full(len(xy), np.inf)
-    best_seg = np.zeros(len(xy), np.int64)
-    best_lam = np.zeros(len(xy))
-    li = loop_of[nearest]
-    local = nearest - start[li]
-    for o in range(-reach, reach):
-        k0 = start[li] + (local + o) % n_loop[li]
-        k1 = start[li] + (local + o + 1) % n_loop[li]
-        a, d = pts[k0], pts[k1] - pts[k0]
-        rel = xy - a
-        lam = np.clip(np.sum(rel * d, axis=1) / np.maximum(np.sum(d * d, axis=1), 1e-24), 0, 1)
-        dist = np.hypot(rel[:, 0] - lam * d[:, 0], rel[:, 1] - lam * d[:, 1])
-        better = dist < best_d
-        best_d[better], best_seg[better], best_lam[better] = dist[better], k0[better], lam[better]
-    t0 = np.concatenate([lp.t for lp in loops])
-    t1 = np.concatenate([np.roll(lp.t, -1) for lp in loops])
-    length = np.array([lp.length for lp in loops])
-    t1 = np.where(t1 < t0, t1 + length[loop_of], t1)
-    hit = best_d <= max_dist
-    out_loop = np.where(hit, loop_of[best_seg], -1)
-    si = best_seg
-    out_t = np.where(hit, (t0[si] + best_lam * (t1[si] - t0[si])) % length[loop_of[si]], 0.0)
-    return out_loop, out_t, np.where(hit, best_d, np.inf)
+    return point_of_label[labels[q[:, 1], q[:, 0]]]
 
 
 def nearest_segment(

@@ -118,19 +118,22 @@ def depth_to_mesh(
     """Triangulate the finite region of a depth map: a regular grid inside a smooth outline.
 
     The outline is the iso-line of the finite-depth mask blurred over
-    :data:`OUTLINE_SIGMA_PX` pixels, at the level where a straight edge's outline runs
-    through the centres of its edge pixels, sampled about every ``grid_step_px`` (only the
-    largest region and its holes; vertices that would fall outside the mask are moved
-    inward). Grid vertices are placed every ``grid_step_px`` photo pixels; those inside the
-    outline, at least 0.6 step from it and in a finite pixel make the regular grid (two
-    triangles per quad with 4 such corners, wound counter-clockwise seen from +z); the band
-    between the grid and the outline is filled by Delaunay triangles. The result is a
-    manifold whose boundary is the outline's loops, with every vertex in a finite pixel.
+    :data:`OUTLINE_SIGMA_PX` pixels (at least :data:`OUTLINE_SIGMA_STEPS` grid steps), at
+    the level where a straight edge's outline runs through the centres of its edge pixels,
+    smoothed along itself and sampled about every ``grid_step_px`` (only the largest region
+    and its holes; samples that would fall outside the mask are moved inward, smoothly).
+    Grid vertices are placed every ``grid_step_px`` photo pixels; those inside the outline,
+    at least 0.6 step from it and in a finite pixel make the regular grid (two triangles per
+    quad with 4 such corners, wound counter-clockwise seen from +z); the band between the
+    grid and the outline is filled by Delaunay triangles. The result is a manifold whose
+    boundary is the outline's loops, with every vertex in a finite pixel.
 
-    Depth is sampled bilinearly from the depth map continued linearly one ring at a time
-    beyond its edge; within :data:`RIM_BLEND_MM` of the edge it is blended smoothly into
-    a Gaussian-smoothed copy (:data:`RIM_SIGMA_PX`), so that the rim carries no
-    pixel-scale teeth and joins the interior without a step.
+    Depth is sampled bilinearly; near the edge it is treated so that the rim carries no
+    pixel-scale teeth and no lip: the outermost :data:`RIM_TRIM_PX` pixels take the linear
+    continuation of the depth inside them where they differ from it by more than
+    :data:`RIM_TOLERANCE_MM`, and vertices near the outline get their depth averaged along
+    curves parallel to it (:func:`rim_smoothing_mm`: a Gaussian along the outline, full
+    weight on it, fading out inward), which leaves the profile across the rim as it was.
 
     Parameters
     ----------
@@ -644,38 +647,51 @@ def _rim_depth(
 def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: float, step_px: float):
     """Average the depth of vertices near the outline along curves parallel to it.
 
-    A vertex at distance ``d`` < ``width_px`` from the outline (nearest point at arc
-    position ``t``) gets ``w(d)`` times the difference between the Gaussian average
-    (scale ``sigma_px`` of arc) of ``zmap`` along the parallel curve at distance ``d`` and
-    ``zmap`` at its own foot point; ``w`` falls smoothly from 1 on the outline to 0 at
-    ``width_px``. Smoothing along the outline only keeps the radial profile (no lip).
+    Each loop is sampled at regular arc steps ``ds`` (at most a pixel, half a grid step on
+    coarse grids, so that pixel-scale teeth do not alias into the average). A vertex at
+    distance ``d`` < ``width_px`` inside the outline, next to arc sample ``k``, becomes
+    ``(1 - w(d)) z + w(d) m``: ``m`` is the Gaussian average (``sigma_px`` of arc) of
+    ``zmap`` at the points ``p[k + j] + d n[k + j]`` of the parallel curve through it, ``w``
+    falls smoothly from 1 on the outline to 0 at ``width_px``. Averaging along the outline
+    only keeps the profile across the rim (no lip).
     """
     from . import _outline
 
-    loop_id, t, dist = _outline.project(loops, uv, max_dist=width_px, shape=zmap.shape)
-    half = 3.0 * sigma_px
-    # Samples at most a pixel apart (half a grid step on coarse grids): pixel-scale teeth
-    # must not alias into the average.
-    n_off = max(int(math.ceil(half / min(0.5 * sigma_px, max(1.0, 0.5 * step_px)))), 2)
-    offsets = np.linspace(-half, half, 2 * n_off + 1)
-    weights = np.exp(-0.5 * (offsets / sigma_px) ** 2)
-    weights /= weights.sum()
+    ds = min(0.5 * sigma_px, max(1.0, 0.5 * step_px))
+    frames = [lp.arc_samples(ds) for lp in loops]
+    p = np.concatenate([f[0] for f in frames])
+    n = np.concatenate([f[1] for f in frames])
+    size = np.array([len(f[0]) for f in frames])
+    start = np.repeat(np.concatenate([[0], np.cumsum(size)[:-1]]), size)
+    length = np.repeat(size, size)
+    k = _outline.nearest_point(p, uv, zmap.shape)
+    rel = uv - p[k]
+    d = np.maximum(np.sum(rel * n[k], axis=1), 0.0)
+    near = np.flatnonzero(d < width_px)
     out = z.astype(np.float64)
-    for k, loop in enumerate(loops):
-        idx = np.flatnonzero(loop_id == k)
-        if idx.size == 0:
-            continue
-        foot, inward = loop.frame((t[idx, None] + offsets[None, :]).ravel())
-        q = foot + np.repeat(dist[idx], offsets.size)[:, None] * inward
-        zs = _sample(zmap, q).reshape(idx.size, offsets.size).astype(np.float64)
-        r = np.clip(dist[idx] / width_px, 0.0, 1.0)
-        blend = 1.0 - r * r * (3.0 - 2.0 * r)
-        out[idx] += blend * (zs @ weights - zs[:, n_off])
+    if near.size == 0:
+        return out
+    k, d = k[near], d[near]
+    # arc position of the vertex relative to sample k (along the tangent, region on the
+    # right of the direction of travel): the Gaussian is centred there, not on sample k
+    tau = rel[near, 0] * -n[k, 1] + rel[near, 1] * n[k, 0]
+    half = int(math.ceil(3.0 * sigma_px / ds)) + 2
+    offsets = np.arange(-half, half + 1)
+    weights = np.exp(-0.5 * ((offsets[None, :] * ds - tau[:, None]) / sigma_px) ** 2)
+    weights /= weights.sum(axis=1, keepdims=True)
+    idx = (k - start[k])[:, None] + offsets[None, :]
+    idx = start[k][:, None] + idx % length[k][:, None]
+    q = p[idx] + d[:, None, None] * n[idx]
+    mean = np.sum(_sample(zmap, q.reshape(-1, 2)).reshape(idx.shape) * weights, axis=1)
+    r = d / width_px
+    blend = 1.0 - r * r * (3.0 - 2.0 * r)
+    out[near] += blend * (mean - out[near])
     return out
 
 
-def _sample(zmap: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``zmap`` at (N, 2) pixel positions."""
+def _sample(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear samples of an (h, w) or (h, w, c) image at (N, 2) pixel positions: (N,) or
+    (N, c), the image's dtype (OpenCV remap, edges replicated)."""
     import cv2
 
     n = len(uv)
@@ -684,35 +700,27 @@ def _sample(zmap: np.ndarray, uv: np.ndarray) -> np.ndarray:
     maps = np.zeros((2, rows * cols), np.float32)
     maps[:, :n] = uv.T
     out = cv2.remap(
-        zmap,
+        image,
         maps[0].reshape(rows, cols),
         maps[1].reshape(rows, cols),
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    return out.ravel()[:n]
+    return out.reshape(rows * cols, *image.shape[2:])[:n]
 
 
 def _bilinear_rgb(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Sample an (H, W, 3) uint8 image bilinearly at pixel positions (u, v); (N, 3) uint8."""
-    h, w = image.shape[:2]
-    u = np.clip(u, 0, w - 1)
-    v = np.clip(v, 0, h - 1)
-    iu = np.minimum(np.floor(u).astype(np.int64), w - 2) if w > 1 else np.zeros(u.shape, int)
-    iv = np.minimum(np.floor(v).astype(np.int64), h - 2) if h > 1 else np.zeros(v.shape, int)
-    fu = (u - iu)[:, None]
-    fv = (v - iv)[:, None]
-    iu1 = np.minimum(iu + 1, w - 1)
-    iv1 = np.minimum(iv + 1, h - 1)
-    top = image[iv, iu] * (1 - fu) + image[iv, iu1] * fu
-    bot = image[iv1, iu] * (1 - fu) + image[iv1, iu1] * fu
-    return np.clip(np.rint(top * (1 - fv) + bot * fv), 0, 255).astype(np.uint8)
+    """Sample an (H, W, 3) uint8 image bilinearly at pixel positions (u, v); (N, 3) uint8.
+
+    OpenCV's remap: positions are rounded to 1/32 pixel, edges replicated."""
+    return _sample(image, np.column_stack([u, v])).reshape(-1, 3)
 
 
 def _point_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals, float32 (N, 3)."""
-    p = points.astype(np.float64)
-    fn = np.cross(p[faces[:, 1]] - p[faces[:, 0]], p[faces[:, 2]] - p[faces[:, 0]])
+    p = np.asarray(points, dtype=np.float32)
+    a = p[faces[:, 0]]
+    fn = np.cross(p[faces[:, 1]] - a, p[faces[:, 2]] - a).astype(np.float64)
     n = np.zeros((points.shape[0], 3))
     idx = faces.ravel()
     for k in range(3):
