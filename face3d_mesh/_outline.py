@@ -21,6 +21,7 @@ __all__ = [
     "near_loops",
     "delaunay",
     "nearest_point",
+    "cut_pinches",
     "nearest_segment",
 ]
 
@@ -344,6 +345,85 @@ def _drop_crowded(loop: Loop, *, fraction: float = 0.3) -> None:
     crowded[0] = False
     if crowded.any():
         loop.points, loop.t = p[~crowded], loop.t[~crowded]
+
+
+def cut_pinches(loops: list[Loop], *, fraction: float = 1.0) -> list[Loop]:
+    """Remove the parts of the outline that come closer to another part than ``fraction``
+    of the sample spacing (a protrusion or a neck thinner than that, which no triangle of
+    that size can fill): within the outer loop the shorter side of the pinch is dropped; a
+    hole that pinches, or comes that close to another loop, is dropped (filled over; of
+    two holes, the smaller). Samples where a loop turns back on itself go first."""
+    loops = list(loops)
+    for _ in range(8):
+        for loop in loops:
+            _drop_spikes(loop)
+        loops = [lp for lp in loops[:1] + [h for h in loops[1:] if len(h.points) >= 4]]
+        pts = np.concatenate([lp.points for lp in loops])
+        n_loop = np.array([len(lp.points) for lp in loops])
+        which = np.repeat(np.arange(len(loops)), n_loop)
+        pos = np.concatenate([np.arange(k) for k in n_loop])
+        spacing = min(lp.length / len(lp.points) for lp in loops)
+        i, j = _close_pairs(pts, fraction * spacing)
+        same = which[i] == which[j]
+        apart = np.abs(pos[i] - pos[j])
+        gap = np.minimum(apart, n_loop[which[i]] - apart)
+        bad = np.flatnonzero(~same | (gap > 3))
+        if bad.size == 0:
+            return loops
+        a, b = i[bad[0]], j[bad[0]]
+        la, lb = which[a], which[b]
+        if la != lb or la > 0:  # a hole involved: fill it over
+            drop = max(la, lb) if min(la, lb) == 0 else (la if n_loop[la] < n_loop[lb] else lb)
+            loops = [lp for k, lp in enumerate(loops) if k != drop]
+            continue
+        loop = loops[la]
+        lo, hi = sorted((pos[a], pos[b]))
+        keep = np.ones(len(loop.points), bool)
+        if hi - lo <= len(loop.points) - (hi - lo):
+            keep[lo + 1 : hi] = False
+        else:
+            keep[hi + 1 :] = False
+            keep[:lo] = False
+        loop.points, loop.t = loop.points[keep], loop.t[keep]
+    return loops
+
+
+def _drop_spikes(loop: Loop) -> None:
+    """Drop samples where the loop turns back on itself (by more than 120 degrees)."""
+    for _ in range(4):
+        p = loop.points
+        if len(p) < 4:
+            return
+        d_in = p - np.roll(p, 1, axis=0)
+        d_out = np.roll(p, -1, axis=0) - p
+        dot = np.sum(d_in * d_out, axis=1)
+        spike = dot < -0.5 * np.linalg.norm(d_in, axis=1) * np.linalg.norm(d_out, axis=1)
+        spike &= ~np.roll(spike, 1)  # of two neighbours, drop the first only
+        if not spike.any():
+            return
+        loop.points, loop.t = p[~spike], loop.t[~spike]
+
+
+def _close_pairs(points: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs ``i < j`` of points closer than ``radius`` (hash grid of that cell size)."""
+    cell = np.floor(points / radius).astype(np.int64)
+    lo = cell.min(axis=0) - 1
+    dims = cell.max(axis=0) - lo + 2
+    key = (cell[:, 1] - lo[1]) * dims[0] + (cell[:, 0] - lo[0])
+    order = np.argsort(key)
+    key_sorted = key[order]
+    out_i, out_j = [], []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            k = key + dy * dims[0] + dx
+            first = np.searchsorted(key_sorted, k, "left")
+            count = np.searchsorted(key_sorted, k, "right") - first
+            i = np.repeat(np.arange(len(points)), count)
+            j = order[np.repeat(first, count) + _ranks(count)]
+            keep = (i < j) & (np.linalg.norm(points[i] - points[j], axis=1) < radius)
+            out_i.append(i[keep])
+            out_j.append(j[keep])
+    return np.concatenate(out_i), np.concatenate(out_j)
 
 
 def segments(loops: list[Loop]) -> tuple[np.ndarray, np.ndarray]:

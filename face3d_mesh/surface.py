@@ -417,6 +417,8 @@ def _outline_loops(win: _Window, step: float, sigma_px: float):
     loops = _outline.outline_loops(win.finite, sigma_px=sigma_px, spacing_px=step)
     for loop in loops:
         _outline.push_inside(loop, win.valid_at)
+    if loops:
+        loops = _outline.cut_pinches(loops)
     if not loops or loops[0].length < 4 * step or len(loops[0].points) < 4:
         raise UsageError(f"depth map too small to mesh at grid step {step:.3g} px")
     return [loops[0]] + [hole for hole in loops[1:] if len(hole.points) >= 4]
@@ -594,14 +596,16 @@ def _check_boundary(band_faces, rim_edges, n_used, n_loop, vid, core):
     want = (n_used + ids) * n + (n_used + nxt)
     missing = ids[~np.isin(want, key[open_])]
     stray = open_ & ~np.isin(key, want)
-    bad = np.concatenate([a[stray], b[stray], dup // n, dup % n])
-    bad = np.unique(bad[bad < n_used])
+    bad = np.unique(np.concatenate([a[stray], b[stray], dup // n, dup % n]))
     quads = np.zeros(core.shape, bool)
-    if bad.size:
-        hit = np.isin(vid, bad)
+    nodes = bad[bad < n_used]
+    if nodes.size:
+        hit = np.isin(vid, nodes)
         quads = (hit[:-1, :-1] | hit[:-1, 1:] | hit[1:, :-1] | hit[1:, 1:]) & core
-    elif dup.size or stray.any():
-        missing = ids  # trouble among outline samples only: refine them all
+    samples = bad[bad >= n_used] - n_used
+    if samples.size:  # refine the outline edges on both sides of those samples
+        prev = np.flatnonzero(np.isin(nxt, samples))
+        missing = np.unique(np.concatenate([missing, samples, prev]))
     return missing, np.flatnonzero(quads)
 
 
