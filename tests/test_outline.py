@@ -204,3 +204,56 @@ def test_sample_photo_outline_rim_and_solid(astronaut_rec, head_scan_rec):
         assert np.percentile(lip, 95) <= min(np.percentile(inner, 95), 0.5)
         for edge in (0.0, 2.0):
             _check_solid(rec.solid(base_mm=3.0, edge_mm=edge), mesh)
+
+
+def _random_mask(rng, size):
+    v, u = np.mgrid[0:size, 0:size].astype(float)
+    mask = np.zeros((size, size), bool)
+    for _ in range(int(rng.integers(1, 4))):
+        cx, cy = rng.uniform(0.2, 0.8, 2) * size
+        a, b = rng.uniform(0.05, 0.4, 2) * size
+        t = rng.uniform(0, np.pi)
+        x = (u - cx) * np.cos(t) + (v - cy) * np.sin(t)
+        y = -(u - cx) * np.sin(t) + (v - cy) * np.cos(t)
+        mask |= (x / a) ** 2 + (y / b) ** 2 < 1
+    for _ in range(int(rng.integers(0, 4))):  # bites and holes, round or square
+        cx, cy = rng.uniform(0, 1, 2) * size
+        a, b = rng.uniform(0.02, 0.2, 2) * size
+        if rng.uniform() < 0.5:
+            mask &= ~((np.abs(u - cx) < a) & (np.abs(v - cy) < b))
+        else:
+            mask &= ~(((u - cx) / a) ** 2 + ((v - cy) / b) ** 2 < 1)
+    if rng.uniform() < 0.2:  # a patch of 2-pixel checkerboard
+        r0 = int(rng.integers(0, size - 10))
+        mask[r0 : r0 + 10, r0 : r0 + 10] = ((u // 2 + v // 2) % 2 == 0)[r0 : r0 + 10, r0 : r0 + 10]
+    return mask, u, v
+
+
+def test_random_masks_give_valid_surfaces():
+    from test_surface import assert_manifold
+
+    from face3d_mesh.errors import UsageError
+
+    rng = np.random.default_rng(3)
+    made = 0
+    for _ in range(40):
+        size = int(rng.integers(40, 160))
+        mask, u, v = _random_mask(rng, size)
+        depth = np.where(mask, 10 + 0.01 * (u - size / 2) ** 2 + 0.02 * v, np.nan)
+        step = float(np.exp(rng.uniform(np.log(0.3), np.log(6))))
+        origin = (size / 2, size / 2)
+        try:
+            mesh = depth_to_mesh(
+                depth.astype(np.float32), mm_per_px=0.5, origin_px=origin, grid_step_px=step
+            )
+        except UsageError as exc:  # only a region too small for the step may be refused
+            assert "too small" in str(exc)
+            continue
+        made += 1
+        assert_manifold(mesh)
+        p = np.asarray(mesh.points, dtype=np.float64)
+        assert inside_mask(p, mask, mm_per_px=0.5, origin_px=origin).all()
+        t = p[mesh.regular_faces][:, :, :2]
+        e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+        assert (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] > 0).all()  # all facing +z
+    assert made >= 35
