@@ -638,13 +638,13 @@ def _rim_depth(
     """
     from ._extend import extend_linear
 
-    keep = inside > trim_px
-    if keep.sum() * 4 >= win.finite.sum():  # not too thin to trim
-        guess = extend_linear(np.where(keep, win.depth, np.nan), int(math.ceil(trim_px)))
-        keep |= win.finite & (np.abs(win.depth - guess) <= tolerance_mm)
-    else:
-        keep = win.finite
-    ext = extend_linear(np.where(keep, win.depth, np.nan), rings)
+    core = inside > trim_px
+    if core.sum() * 4 < win.finite.sum():  # too thin to trim
+        core = win.finite
+    ext = extend_linear(np.where(core, win.depth, np.nan), rings + int(math.ceil(trim_px)))
+    # (past the edge the map continues the core, to within tolerance_mm of the edge pixels)
+    keep = win.finite & (np.abs(win.depth - ext) <= tolerance_mm)
+    ext = np.where(keep, win.depth, ext)
     return np.where(np.isfinite(ext), ext, 0.0).astype(np.float32)
 
 
