@@ -651,8 +651,9 @@ def _rim_depth(
 def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: float, step_px: float):
     """Average the depth of vertices near the outline along curves parallel to it.
 
-    Each loop is sampled at regular arc steps ``ds`` (at most a pixel, half a grid step on
-    coarse grids, so that pixel-scale teeth do not alias into the average). A vertex at
+    Each loop is sampled at regular arc steps ``ds`` (a pixel, or half a grid step on
+    coarse grids, so that pixel-scale teeth do not alias into the average; at least a
+    fifth of ``sigma_px``). A vertex at
     distance ``d`` < ``width_px`` inside the outline, next to arc sample ``k``, becomes
     ``(1 - w(d)) z + w(d) m``: ``m`` is the Gaussian average (``sigma_px`` of arc) of
     ``zmap`` at the points ``p[k + j] + d n[k + j]`` of the parallel curve through it, ``w``
@@ -661,7 +662,7 @@ def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: floa
     """
     from . import _outline
 
-    ds = min(0.5 * sigma_px, max(1.0, 0.5 * step_px))
+    ds = min(0.5 * sigma_px, max(1.0, 0.5 * step_px, 0.2 * sigma_px))
     frames = [lp.arc_samples(ds) for lp in loops]
     p = np.concatenate([f[0] for f in frames])
     n = np.concatenate([f[1] for f in frames])
