@@ -10,7 +10,8 @@ Texture coordinates ("UV") are normalised photo coordinates with the OBJ convent
 
 The surface is a regular grid inside, and a band of Delaunay triangles between the grid and
 the region's smooth outline (see :func:`depth_to_mesh`). The work is done on numpy arrays
-(:func:`surface_arrays`); only :func:`depth_to_mesh` wraps them into a ``pyvista.PolyData``.
+(:func:`surface_arrays`, a :class:`~face3d_mesh.mesharrays.MeshArrays`); only
+:func:`depth_to_mesh` wraps them into a ``pyvista.PolyData``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import UsageError
+from .mesharrays import MeshArrays
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
@@ -32,7 +34,6 @@ __all__ = [
     "surface_arrays",
     "choose_grid_step",
     "rim_smoothing_mm",
-    "SurfaceArrays",
 ]
 
 #: Refuse grids larger than this (memory guard against absurd steps / triangle targets).
@@ -73,37 +74,6 @@ def choose_grid_step(n_valid_px: int, target_triangles: int) -> float:
     if target_triangles <= 0:
         raise UsageError(f"target_triangles must be positive, got {target_triangles}")
     return math.sqrt(2.0 * max(n_valid_px, 1) / target_triangles)
-
-
-@dataclass(frozen=True)
-class SurfaceArrays:
-    """A surface as numpy arrays (what :func:`depth_to_mesh` wraps into PolyData).
-
-    Attributes
-    ----------
-    points : ndarray, (N, 3) float32
-        Vertices, mm, in the mesh frame.
-    faces : ndarray, (M, 3) int64
-        Triangles, counter-clockwise seen from +z.
-    normals : ndarray, (N, 3) float32
-        Unit vertex normals (area-weighted).
-    uv : ndarray, (N, 2) float32
-        Texture coordinates (OBJ convention).
-    rgb : ndarray, (N, 3) uint8, or None
-        Vertex colours sampled from the photo.
-    pixels : ndarray, (N, 2) float64
-        Photo position ``(u, v)`` of each vertex, px.
-    field_data : dict
-        ``mm_per_px``, ``grid_step_px``, ``origin_px`` (u0, v0), ``image_size_px`` (W, H).
-    """
-
-    points: np.ndarray
-    faces: np.ndarray
-    normals: np.ndarray
-    uv: np.ndarray
-    rgb: np.ndarray | None
-    pixels: np.ndarray
-    field_data: dict
 
 
 def depth_to_mesh(
@@ -174,7 +144,7 @@ def depth_to_mesh(
         grid_step_px=grid_step_px,
         target_triangles=target_triangles,
     )
-    return _to_polydata(arrays)
+    return arrays.to_polydata()
 
 
 def surface_arrays(
@@ -186,8 +156,9 @@ def surface_arrays(
     grid_step_px: float | None = None,
     target_triangles: int = 80_000,
     timings: dict | None = None,
-) -> SurfaceArrays:
-    """:func:`depth_to_mesh` without PyVista: the same surface as numpy arrays.
+) -> MeshArrays:
+    """:func:`depth_to_mesh` without PyVista: the same surface as
+    :class:`~face3d_mesh.mesharrays.MeshArrays` (points float32, mm).
 
     ``timings``, when given, receives the wall time (s) of each step: ``grid``,
     ``outline`` (smooth outline loops), ``band`` (triangulation of grid and band), ``rim``
@@ -256,7 +227,7 @@ def _rim_depth_at(win, pixels, loops, *, step: float, mm_per_px: float) -> np.nd
     return z
 
 
-def _assemble(pixels, z, faces, image, origin, size, mm_per_px, step) -> SurfaceArrays:
+def _assemble(pixels, z, faces, image, origin, size, mm_per_px, step) -> MeshArrays:
     """Mesh-frame points, normals, UVs, colours and field data of the vertices; ``size`` is
     the photo's (W, H)."""
     u0, v0 = origin
@@ -268,13 +239,12 @@ def _assemble(pixels, z, faces, image, origin, size, mm_per_px, step) -> Surface
     uv = np.empty((len(pixels), 2), dtype=np.float32)
     uv[:, 0] = (pixels[:, 0] + 0.5) / w
     uv[:, 1] = 1.0 - (pixels[:, 1] + 0.5) / h
-    return SurfaceArrays(
+    return MeshArrays(
         points=points,
         faces=faces,
         normals=_point_normals(points, faces),
         uv=uv,
         rgb=None if image is None else _bilinear_rgb(image, pixels[:, 0], pixels[:, 1]),
-        pixels=pixels,
         field_data={
             "mm_per_px": np.array([mm_per_px], dtype=np.float64),
             "grid_step_px": np.array([step], dtype=np.float64),
@@ -282,23 +252,6 @@ def _assemble(pixels, z, faces, image, origin, size, mm_per_px, step) -> Surface
             "image_size_px": np.array([w, h], dtype=np.int64),
         },
     )
-
-
-def _to_polydata(s: SurfaceArrays) -> pv.PolyData:
-    """Wrap :class:`SurfaceArrays` into a ``pyvista.PolyData`` (the only PyVista step)."""
-    import pyvista as pv
-
-    mesh = pv.PolyData.from_regular_faces(s.points, s.faces)
-    mesh.point_data["Normals"] = s.normals
-    mesh.point_data.active_normals_name = "Normals"
-    mesh.point_data["UV"] = s.uv
-    mesh.point_data.active_texture_coordinates_name = "UV"
-    if s.rgb is not None:
-        mesh.point_data["RGB"] = s.rgb
-    mesh.point_data.active_scalars_name = None
-    for name, value in s.field_data.items():
-        mesh.field_data[name] = value
-    return mesh
 
 
 def _check_inputs(depth_mm, mm_per_px, origin_px, image):
