@@ -55,6 +55,7 @@ RIM_BLEND_SIGMAS = 1.5
 #: depth inside them by more than RIM_TOLERANCE_MM take that continuation.
 RIM_TRIM_PX = 2.0
 RIM_TOLERANCE_MM = 0.1
+_TRUNCATE = 2.5  # the Gaussian along the outline is cut at 2.5 sigma
 
 
 def rim_smoothing_mm(mm_per_px: float) -> tuple[float, float]:
@@ -633,7 +634,7 @@ def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: floa
     # arc position of the vertex relative to sample k (along the tangent, region on the
     # right of the direction of travel): the Gaussian is centred there, not on sample k
     tau = rel[near, 0] * -n[k, 1] + rel[near, 1] * n[k, 0]
-    half = int(math.ceil(3.0 * sigma_px / ds)) + 2
+    half = int(math.ceil(_TRUNCATE * sigma_px / ds)) + 2
     offsets = np.arange(-half, half + 1)
     weights = np.exp(-0.5 * ((offsets[None, :] * ds - tau[:, None]) / sigma_px) ** 2)
     weights /= weights.sum(axis=1, keepdims=True)
