@@ -93,6 +93,8 @@ def test_upload_shows_photo_depth_map_3d_view_and_downloads(app, astronaut_png):
     # What the reconstruction knows: the name as given (escaped, not a path), size, scale.
     assert "../My photo (1).png" in text and "mm wide" in text
     assert "iris" in text and "landmarks" in text and "ms" in text
+    # the depth backend said in words (the default offline one is the hybrid)
+    assert "<th>Depth</th><td>hybrid (the fitted face model blended with" in text
     assert _session(at).runs == {"detect": 1, "depth": 1}
 
 

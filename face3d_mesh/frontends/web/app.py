@@ -24,7 +24,7 @@ from face3d_mesh.presentation import annotate_photo, depth_preview, face_box, fi
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "mpo"]
 #: Triangles of the mesh drawn in the browser (the downloads keep the full mesh).
-VIEW_TRIANGLES = 20_000
+VIEW_TRIANGLES = 12_000
 PICTURE_SIDE = 640
 VIEW_HEIGHT = 520
 DEPTH_CHOICES = {
@@ -250,14 +250,24 @@ def _mesh_downloads(session: WebSession, rec) -> None:
     _buttons(downloads, columns=len(downloads))
 
 
+_BACKEND_WORDS = {
+    "landmarks": "landmarks (MediaPipe's 3D landmarks)",
+    "model": "model (the fitted ICT face model)",
+    "hybrid": "hybrid (the fitted face model blended with MediaPipe's 3D landmarks)",
+}
+
+
+def _backend_words(backend: str, model: str | None = None) -> str:
+    """The depth backend that ran, in words for the facts table."""
+    return _BACKEND_WORDS.get(backend, f"{backend} with {model or 'a neural network'}")
+
+
 def _facts(session: WebSession, rec) -> None:
     """What the reconstruction knows, in a small table."""
     lo, hi = np.array(rec.mesh.bounds[0::2]), np.array(rec.mesh.bounds[1::2])
     w, h, d = hi - lo
     info = rec.depth_info
-    depth = {"landmarks": "landmarks (MediaPipe's 3D landmarks)"}.get(
-        info.get("backend"), f"{info.get('backend')} with {info.get('model', '')}"
-    )
+    depth = _backend_words(info.get("backend", ""), info.get("model"))
     if "residual_mm" in info:
         depth += f", fit residual {info['residual_mm']:.2f} mm"
     # The sample's faces were found when the server started, not for this visitor.
