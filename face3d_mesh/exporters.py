@@ -297,37 +297,49 @@ def write_3mf(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     What PrusaSlicer, Bambu Studio and Cura prefer to STL: indexed vertices (no cracks
     from rounding) and an explicit unit.  Geometry only (the texture is not written).
     """
+    import hashlib
+    import zipfile
+
     from trimesh.exchange.threemf import export_3MF
 
-    return {path: _deterministic_uuids(bytes(export_3MF(_trimesh(mesh))))}
+    tm = _trimesh(mesh)
+    # trimesh packs the parts uncompressed; they are compressed once, after the UUID fix
+    package = export_3MF(tm, compression=zipfile.ZIP_STORED)
+    digest = hashlib.sha256(
+        np.ascontiguousarray(tm.vertices).tobytes() + np.ascontiguousarray(tm.faces).tobytes()
+    ).hexdigest()
+    return {path: _deterministic_uuids(bytes(package), digest)}
 
 
-_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# trimesh's UUIDs are attribute values (p:UUID="..."); the literal prefix keeps the search
+# fast over the megabytes of vertex data
+_UUID = re.compile(rb'UUID="[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"')
 
 
-def _deterministic_uuids(package: bytes) -> bytes:
+def _deterministic_uuids(package: bytes, digest: str) -> bytes:
     """The 3MF package with its random object/build UUIDs replaced by ones derived from
-    its content, so that the same mesh always gives the same bytes (like the other formats).
+    ``digest`` (of the mesh), so that the same mesh always gives the same bytes (like the
+    other formats); its parts deflated.
     """
-    import hashlib
     import io
     import uuid
     import zipfile
 
     with zipfile.ZipFile(io.BytesIO(package)) as src:
         parts = [(info, src.read(info)) for info in src.infolist()]
-    digest = hashlib.sha256(b"".join(_UUID.sub(b"", data) for _, data in parts)).hexdigest()
     count = iter(range(1 << 30))
 
     def stable(_match):
-        return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{digest}/{next(count)}")).encode()
+        value = uuid.uuid5(uuid.NAMESPACE_OID, f"{digest}/{next(count)}")
+        return f'UUID="{value}"'.encode()
 
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as dst:
         for info, data in parts:
             if info.filename.endswith(".model"):
                 data = _UUID.sub(stable, data)
-            dst.writestr(info, data)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(info, data, compresslevel=5)
     return out.getvalue()
 
 
