@@ -112,7 +112,7 @@ def extend_nearest(values: np.ndarray) -> np.ndarray:
     numpy.ndarray
         H×W float32 with no NaN.
     """
-    from scipy import ndimage
+    import cv2
 
     values = np.asarray(values, dtype=np.float32)
     missing = ~np.isfinite(values)
@@ -120,8 +120,15 @@ def extend_nearest(values: np.ndarray) -> np.ndarray:
         return values.copy()
     if missing.all():
         raise ValueError("extend_nearest needs at least one finite value")
-    index = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
-    return values[tuple(index)]
+    # OpenCV's labelled distance transform: each finite pixel is its own label, numbered
+    # 1, 2, ... in row-major order, and every pixel gets the label of the nearest one
+    # (5×5-mask Euclidean distance; a few times faster than SciPy's exact transform and
+    # without SciPy's import cost on the export path).
+    _, labels = cv2.distanceTransformWithLabels(
+        missing.view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    sources = np.flatnonzero(~missing)
+    return values.ravel()[sources[labels.ravel() - 1]].reshape(values.shape)
 
 
 def warp_to_image(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, int]) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,12 @@ class Reconstruction:
         NaN outside ``mask``.
     mesh : pyvista.PolyData
         Triangulated surface in mm (x right, y up, z toward the camera, origin at the nose
-        tip) with point data ``"RGB"`` (uint8) and texture coordinates ``"UV"``.
+        tip) with point data ``"RGB"`` (uint8) and texture coordinates ``"UV"``. Made from
+        ``mesh_arrays`` when first asked for (importing PyVista).
+    mesh_arrays : MeshArrays
+        The same surface as numpy arrays (:class:`~face3d_mesh.mesharrays.MeshArrays`:
+        ``points`` (N, 3) float32 mm, ``faces`` (M, 3) int64, ``normals``, ``uv``, ``rgb``);
+        what the exporters write.
     scale : ScaleEstimate
         How millimetres were obtained, with its relative uncertainty.
     depth_info : dict
@@ -119,7 +125,7 @@ class Reconstruction:
     landmarks: np.ndarray
     mask: np.ndarray
     depth_mm: np.ndarray
-    mesh: object
+    mesh_arrays: object
     scale: object
     depth_info: dict
     config: ReconstructionConfig
@@ -128,6 +134,11 @@ class Reconstruction:
     timings: dict = field(default_factory=dict)
     model_fit: object = field(default=None, repr=False, compare=False)
     _depth_stage: _DepthStageResult | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def mesh(self):
+        """The surface as a ``pyvista.PolyData`` (see the class's attributes)."""
+        return self.mesh_arrays.to_polydata()
 
     @property
     def mm_per_px(self) -> float:
@@ -225,7 +236,7 @@ class Reconstruction:
             landmarks=self.landmarks,
             mask=mask,
             depth_mm=depth_mm,
-            mesh=mesh,
+            mesh_arrays=mesh,
             scale=self.scale,
             depth_info=self.depth_info,
             model_fit=self.model_fit,
@@ -254,7 +265,7 @@ class Reconstruction:
 
         if max_triangles < 100:
             raise UsageError("max_triangles must be at least 100")
-        if self.mesh.n_cells <= max_triangles:
+        if self.mesh_arrays.n_cells <= max_triangles:
             return self.mesh
         return depth_to_mesh(
             self.depth_mm,
@@ -265,10 +276,19 @@ class Reconstruction:
         )
 
     def solid(self, *, base_mm: float = 3.0, width_mm: float | None = None, edge_mm: float = 0.0):
-        """A watertight printable solid of the face relief (see :func:`make_solid`)."""
-        from .solid import make_solid
+        """A watertight printable solid of the face relief, a ``pyvista.PolyData`` (see
+        :func:`~face3d_mesh.solid.make_solid`)."""
+        return self.solid_arrays(base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm).to_polydata()
 
-        return make_solid(self.mesh, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm)
+    def solid_arrays(
+        self, *, base_mm: float = 3.0, width_mm: float | None = None, edge_mm: float = 0.0
+    ):
+        """:meth:`solid` as :class:`~face3d_mesh.mesharrays.MeshArrays` (no PyVista)."""
+        from .solid import solid_arrays
+
+        return solid_arrays(
+            self.mesh_arrays, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm
+        )
 
     def save(
         self,
@@ -332,8 +352,8 @@ class Reconstruction:
         if not solid and edge_mm:
             raise UsageError("edge_mm applies to solids only (use solid=True)")
         if solid:
-            return self.solid(base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm), None
-        return self.mesh, self.image
+            return self.solid_arrays(base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm), None
+        return self.mesh_arrays, self.image
 
     def to_trimesh(self):
         """The mesh as a ``trimesh.Trimesh`` (needs trimesh installed); vertex colours kept."""
@@ -341,12 +361,11 @@ class Reconstruction:
             import trimesh
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise UsageError("to_trimesh() needs trimesh: pip install trimesh") from exc
-        faces = self.mesh.faces.reshape(-1, 4)[:, 1:]
-        colors = self.mesh.point_data.get("RGB")
+        arrays = self.mesh_arrays
         return trimesh.Trimesh(
-            vertices=np.asarray(self.mesh.points, dtype=np.float64),
-            faces=faces,
-            vertex_colors=None if colors is None else np.asarray(colors),
+            vertices=np.asarray(arrays.points, dtype=np.float64),
+            faces=arrays.faces,
+            vertex_colors=arrays.rgb,
             process=False,
         )
 
@@ -650,7 +669,7 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
         landmarks=landmarks,
         mask=prep.mask,
         depth_mm=depth_mm,
-        mesh=mesh,
+        mesh_arrays=mesh,
         scale=prep.scale,
         depth_info=depth_info,
         model_fit=prep.model_fit,
@@ -667,7 +686,7 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
     from .align import warp_to_image
     from .filtering import filter_depth
     from .landmarks import NOSE_TIP
-    from .surface import depth_to_mesh
+    from .surface import surface_arrays
 
     stage = stage or (lambda label: _Timer(timings, label))
     with stage("filter"):
@@ -685,7 +704,7 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
         depth_mm -= depth_stage.nose_offset_mm
         depth_mm[~mask] = np.nan
     with stage("surface"):
-        mesh = depth_to_mesh(
+        mesh = surface_arrays(
             depth_mm,
             mm_per_px=scale.mm_per_px,
             origin_px=(float(landmarks[NOSE_TIP, 0]), float(landmarks[NOSE_TIP, 1])),

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import UsageError
+from .mesharrays import MeshArrays, is_polydata
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
 
-__all__ = ["make_solid"]
+__all__ = ["make_solid", "solid_arrays"]
 
 
 def make_solid(
@@ -39,7 +40,7 @@ def make_solid(
 
     Parameters
     ----------
-    surface : pyvista.PolyData
+    surface : pyvista.PolyData or MeshArrays
         Relief as made by :func:`face3d_mesh.surface.depth_to_mesh`: triangles in mm, a
         manifold height field over the xy plane wound counter-clockwise seen from +z (normals
         toward the camera, +z), with boundary made of simple loops.  Not modified.
@@ -66,9 +67,27 @@ def make_solid(
         On bad parameters, an empty surface, or a surface that is not a consistently wound
         manifold height field facing +z.
     """
-    import pyvista as pv
+    return solid_arrays(
+        surface, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm
+    ).to_polydata()
 
-    if not isinstance(surface, pv.PolyData):
+
+def solid_arrays(
+    surface: MeshArrays | pv.PolyData,
+    *,
+    base_mm: float = 3.0,
+    width_mm: float | None = None,
+    edge_mm: float = 0.0,
+) -> MeshArrays:
+    """:func:`make_solid` without PyVista: the same solid as
+    :class:`~face3d_mesh.mesharrays.MeshArrays` (points float64, mm, no per-vertex data).
+
+    ``surface`` may be a :class:`~face3d_mesh.mesharrays.MeshArrays` (as made by
+    :func:`~face3d_mesh.surface.surface_arrays`) or a ``pyvista.PolyData``.
+    """
+    if is_polydata(surface):
+        surface = MeshArrays.from_polydata(surface)
+    elif not isinstance(surface, MeshArrays):
         raise UsageError(f"surface must be a pyvista.PolyData, got {type(surface).__name__}")
     if not (np.isfinite(base_mm) and base_mm > 0):
         raise UsageError(f"base_mm must be a positive number, got {base_mm}")
@@ -78,8 +97,6 @@ def make_solid(
         raise UsageError(f"edge_mm must be a number >= 0, got {edge_mm}")
     if surface.n_cells == 0 or surface.n_points == 0:
         raise UsageError("surface is empty")
-    if not surface.is_all_triangles:
-        surface = surface.triangulate()
     pts, faces = _height_field(surface)
     ba, bb = _boundary_edges(faces, pts.shape[0])
 
@@ -101,19 +118,16 @@ def make_solid(
     wall1 = np.stack([bb, ba, ba + n], axis=1)
     wall2 = np.stack([bb, ba + n, bb + n], axis=1)
     all_faces = np.concatenate([faces, faces[:, ::-1] + n, wall1, wall2])
-
-    solid = pv.PolyData.from_regular_faces(points, all_faces)
-    for name in surface.field_data.keys():
-        solid.field_data[name] = np.asarray(surface.field_data[name])
-    solid.field_data["scale"] = np.array([scale])
-    solid.field_data["base_z_mm"] = np.array([z_back])
-    return solid
+    field_data = {name: np.asarray(value) for name, value in surface.field_data.items()}
+    field_data["scale"] = np.array([scale])
+    field_data["base_z_mm"] = np.array([z_back])
+    return MeshArrays(points=points, faces=all_faces, field_data=field_data)
 
 
 def _height_field(surface) -> tuple[np.ndarray, np.ndarray]:
     """The surface's used points (float64) and triangles; UsageError unless every triangle
     faces +z with a non-zero area in xy."""
-    faces = np.asarray(surface.regular_faces, dtype=np.int64)
+    faces = np.asarray(surface.faces, dtype=np.int64)
     # Compact: only the points used by a triangle.
     used, faces = np.unique(faces, return_inverse=True)
     faces = faces.reshape(-1, 3)

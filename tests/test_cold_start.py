@@ -18,14 +18,14 @@ def _run(code, env):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_export_of_a_solid_imports_no_drawing_or_network_code(tmp_path, astronaut_path, clean_env):
+def test_export_of_a_solid_imports_no_drawing_network_or_mesh_library_code(tmp_path, astronaut_path, clean_env):
     code = (
         "import json, sys\n"
         "from face3d_mesh.frontends.cli import main\n"
         f"rc = main(['export', {str(astronaut_path)!r}, '-o', {str(tmp_path / 'b.stl')!r}, "
         "'--solid', '-q'])\n"
         "print(json.dumps([rc, sorted(m for m in ('matplotlib', 'torch', 'trimesh', 'skimage', "
-        "'scipy.sparse', 'PIL.ImageDraw') if m in sys.modules)]))\n"
+        "'scipy', 'pyvista', 'vtk', 'PIL.ImageDraw') if m in sys.modules)]))\n"
     )
     rc, heavy = _run(code, clean_env)
     assert rc == 0 and (tmp_path / "b.stl").stat().st_size > 100_000

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from face3d_mesh.align import align_face, warp_to_image
+from face3d_mesh.align import align_face, extend_nearest, warp_to_image
 from face3d_mesh.landmarks import FACE_OVAL, detect_faces
 from face3d_mesh.mask import face_alpha, face_mask
 from face3d_mesh.scale import BIOCULAR_WIDTH_MM, IRIS_DIAMETER_MM, estimate_scale
@@ -46,6 +46,28 @@ def test_warp_back_reproduces_a_known_field(astronaut_rgb, astronaut_face):
     mask = face_mask(astronaut_face.points, astronaut_rgb.shape[:2])
     vv, uu = np.nonzero(mask)
     np.testing.assert_allclose(back[vv, uu], uu + 2 * vv, atol=0.05)
+
+
+def test_extend_nearest_copies_a_nearby_finite_value():
+    rng = np.random.default_rng(3)
+    values = np.full((120, 90), np.nan)
+    rows, cols = rng.integers(0, 120, 40), rng.integers(0, 90, 40)
+    values[rows, cols] = rng.normal(size=40)
+    values[60:70, 20:30] = 5.0  # a block, and holes beside it
+    out = extend_nearest(values)
+    finite = np.isfinite(values)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[finite], values[finite].astype(np.float32))
+    # Every filled pixel holds the value of a finite pixel at most ~1 px farther than the
+    # nearest one (OpenCV's 5×5-mask distance is within 2 % of the Euclidean one).
+    src_r, src_c = np.nonzero(finite)
+    yy, xx = np.nonzero(~finite)
+    dist = np.hypot(yy[:, None] - src_r[None], xx[:, None] - src_c[None])
+    same = np.isclose(values[src_r, src_c][None].astype(np.float32), out[yy, xx][:, None])
+    chosen = np.where(same, dist, np.inf).min(axis=1)
+    assert np.all(chosen <= dist.min(axis=1) * 1.03 + 1.0)
+    with pytest.raises(ValueError):
+        extend_nearest(np.full((4, 4), np.nan))
 
 
 def test_mask_is_the_oval_polygon(astronaut_rgb, astronaut_face):

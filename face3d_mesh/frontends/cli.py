@@ -450,10 +450,12 @@ def _cmd_export(args):
         raise UsageError("--edge-mm applies to --solid only")
     rec = _reconstruct(args)
     if args.solid:
-        mesh = rec.solid(base_mm=args.base_mm, width_mm=args.width_mm, edge_mm=args.edge_mm)
+        mesh = rec.solid_arrays(
+            base_mm=args.base_mm, width_mm=args.width_mm, edge_mm=args.edge_mm
+        )
         written = export_mesh(mesh, args.output)
     else:
-        mesh = rec.mesh
+        mesh = rec.mesh_arrays
         written = rec.save(args.output)  # with the photo as texture where the format has one
     lo, hi = mesh.bounds[0::2], mesh.bounds[1::2]
     size = " × ".join(f"{b - a:.1f}" for a, b in zip(lo, hi, strict=True))

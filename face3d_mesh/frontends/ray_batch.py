@@ -67,7 +67,7 @@ class _Worker:
         self._node = ray.get_runtime_context().get_node_id()
         self._name = f"w{index}:pid{os.getpid()}"
         # What the stages import on first use, loaded now rather than in the first input.
-        for module in ("face3d_mesh.pipeline", "pyvista", "scipy.ndimage", "scipy.sparse.linalg"):
+        for module in ("face3d_mesh.pipeline", "scipy.sparse.linalg"):
             importlib.import_module(module)
         try:  # MediaPipe's graphs are built on first use
             detect_faces(np.full((64, 64, 3), 255, np.uint8))

@@ -115,7 +115,7 @@ def mesh_downloads(current, stem: str, *, width_mm=None, base_mm: float = 3.0) -
 
     def file(name, *, solid=False, texture=False):
         rec = current()
-        mesh = rec.solid(base_mm=base_mm, width_mm=width_mm) if solid else rec.mesh
+        mesh = rec.solid_arrays(base_mm=base_mm, width_mm=width_mm) if solid else rec.mesh_arrays
         return mesh_file_bytes(mesh, name, texture=rec.image if texture else None)
 
     def single(name, **options):

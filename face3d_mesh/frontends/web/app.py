@@ -264,7 +264,7 @@ def _backend_words(backend: str, model: str | None = None) -> str:
 
 def _facts(session: WebSession, rec) -> None:
     """What the reconstruction knows, in a small table."""
-    lo, hi = np.array(rec.mesh.bounds[0::2]), np.array(rec.mesh.bounds[1::2])
+    lo, hi = np.array(rec.mesh_arrays.bounds[0::2]), np.array(rec.mesh_arrays.bounds[1::2])
     w, h, d = hi - lo
     info = rec.depth_info
     depth = _backend_words(info.get("backend", ""), info.get("model"))
@@ -284,7 +284,7 @@ def _facts(session: WebSession, rec) -> None:
         ("Scale", f"{rec.mm_per_px:.3g} mm per pixel, from {rec.scale.detail} "
                   f"(uncertainty ±{100 * rec.scale.uncertainty:.0f} %)"),
         ("Depth", depth),
-        ("Mesh", f"{rec.mesh.n_cells:,} triangles (the 3D view shows a lighter copy)"),
+        ("Mesh", f"{rec.mesh_arrays.n_cells:,} triangles (the 3D view shows a lighter copy)"),
         ("Time", f"{total:.2f} s: {steps}"),
     ]  # fmt: skip
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
