@@ -182,9 +182,7 @@ class FitProblem:
         across = (d_uv[oval] * normal).sum(axis=1) * w_c
         wz = (np.sqrt(self.robust_z) / sz).reshape((-1,) + tail)
         rows = d_uv.shape[2:]
-        return np.concatenate(
-            [(d_uv * w_uv).reshape((-1,) + rows), across, d_z * wz]
-        )
+        return np.concatenate([(d_uv * w_uv).reshape((-1,) + rows), across, d_z * wz])
 
     def residuals(self, pose: _Pose, shape: np.ndarray, sigmas=None) -> np.ndarray:
         """Whitened residuals (observed minus predicted), rows as :meth:`_stack`."""
@@ -279,8 +277,10 @@ class FitProblem:
             return g_uv, np.broadcast_to(pose.kz * pose.s * rot[2], (_N_MESH, 3))
         cam = shape @ rot.T + pose.t
         inv_z = 1.0 / cam[:, 2]
-        g_uv = self.f * inv_z[:, None, None] * (
-            rot[None, :2, :] - (cam[:, :2] * inv_z[:, None])[:, :, None] * rot[None, 2:3, :]
+        g_uv = (
+            self.f
+            * inv_z[:, None, None]
+            * (rot[None, :2, :] - (cam[:, :2] * inv_z[:, None])[:, :, None] * rot[None, 2:3, :])
         )
         return g_uv, np.broadcast_to(pose.kz * self.f / pose.t[2] * rot[2], (_N_MESH, 3))
 

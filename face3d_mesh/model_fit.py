@@ -231,5 +231,3 @@ def fit_face_model(
         shape = problem.shape_points(coef)
         pose = problem.pose_step(pose, shape, steps=4)
         return ModelFit(**problem.result(pose, coef))
-
-

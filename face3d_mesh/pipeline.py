@@ -286,9 +286,7 @@ class Reconstruction:
         """:meth:`solid` as :class:`~face3d_mesh.mesharrays.MeshArrays` (no PyVista)."""
         from .solid import solid_arrays
 
-        return solid_arrays(
-            self.mesh_arrays, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm
-        )
+        return solid_arrays(self.mesh_arrays, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm)
 
     def save(
         self,

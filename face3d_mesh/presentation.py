@@ -203,7 +203,6 @@ def depth_to_gray(depth_mm: np.ndarray, *, bits: int = 8) -> np.ndarray:
     return out
 
 
-
 def depth_preview(depth_mm, *, mask=None) -> tuple[np.ndarray, float]:
     """The depth map as an RGB picture (the ``depth`` command's PNG) and its depth span.
 

@@ -67,9 +67,7 @@ def make_solid(
         On bad parameters, an empty surface, or a surface that is not a consistently wound
         manifold height field facing +z.
     """
-    return solid_arrays(
-        surface, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm
-    ).to_polydata()
+    return solid_arrays(surface, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm).to_polydata()
 
 
 def solid_arrays(

@@ -121,8 +121,10 @@ def measure(page, traffic, server, photo: bytes, repeats: int, uploads: int) -> 
         "upload_to_view_s": _summary(upload_s),
         "smoothing_to_view_s": _summary(smooth_s),
         "bytes_per_view": {"smoothing_rerun_max": max(view_bytes)},
-        "server_rss_mb": {"after_warm_up": rss_warm, f"after_{uploads}_more_uploads":
-                          _rss_mb(server.process.pid)},  # fmt: skip
+        "server_rss_mb": {
+            "after_warm_up": rss_warm,
+            f"after_{uploads}_more_uploads": _rss_mb(server.process.pid),
+        },  # fmt: skip
         "server_stages": next((line for line in facts.splitlines() if "ms" in line), ""),
     }
 

@@ -321,7 +321,7 @@ def compact_model(ict: dict, positions_mm: np.ndarray, *, band_cm: float = 1.5) 
         "source_vertex": np.r_[source, np.full(len(holes), -1)].astype(np.int32),
         # ICT's own 68-point (Multi-PIE) landmark vertices, for checking the registration
         "ict_lm68": new_index[ict["lm68"]].astype(np.int32),
-        "hole_names": np.array(_hole_names(verts[len(source):])),
+        "hole_names": np.array(_hole_names(verts[len(source) :])),
         "expr_names": np.asarray(ict["expr_names"]),
         "n_identity": np.int32(len(ict["id_modes"])),
     }

@@ -185,8 +185,10 @@ def download(page, label: str, *, timeout_ms: float = 60_000) -> tuple[str, byte
 
 def alert_text(page, *, timeout_ms: float = 30_000) -> str:
     """Text of the first error message box on the page (waits for one)."""
-    box = page.locator('[data-testid="stAlert"]').filter(has_text="").locator(
-        '[data-testid="stAlertContentError"]'
+    box = (
+        page.locator('[data-testid="stAlert"]')
+        .filter(has_text="")
+        .locator('[data-testid="stAlertContentError"]')
     )
     box.first.wait_for(timeout=timeout_ms)
     return box.first.inner_text()

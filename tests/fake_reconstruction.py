@@ -189,9 +189,7 @@ class FakeReconstruction:
             self.landmarks,
         )
 
-    def save(
-        self, path, *, solid=False, base_mm=3.0, width_mm=None, edge_mm=0.0
-    ) -> list[Path]:
+    def save(self, path, *, solid=False, base_mm=3.0, width_mm=None, edge_mm=0.0) -> list[Path]:
         """Write the mesh to ``path`` with the real exporters; return the written paths."""
         from face3d_mesh.exporters import export_mesh
 

@@ -18,7 +18,9 @@ def _run(code, env):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_export_of_a_solid_imports_no_drawing_network_or_mesh_library_code(tmp_path, astronaut_path, clean_env):
+def test_export_of_a_solid_imports_no_drawing_network_or_mesh_code(
+    tmp_path, astronaut_path, clean_env
+):
     code = (
         "import json, sys\n"
         "from face3d_mesh.frontends.cli import main\n"

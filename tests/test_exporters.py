@@ -248,9 +248,7 @@ def test_glb_textured_in_metres(photo, tmp_path):
     crop = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
     assert crop.shape[0] < 256 and crop.shape[1] < 256
     h, w = crop.shape[:2]
-    sampled = crop[
-        np.rint(uv[:, 1] * h - 0.5).astype(int), np.rint(uv[:, 0] * w - 0.5).astype(int)
-    ]
+    sampled = crop[np.rint(uv[:, 1] * h - 0.5).astype(int), np.rint(uv[:, 0] * w - 0.5).astype(int)]
     u = np.asarray(mesh.points)[:, 0] / MM_PER_PX + CENTRE[0]
     v = -np.asarray(mesh.points)[:, 1] / MM_PER_PX + CENTRE[1]
     on_pixel = (np.abs(u - np.rint(u)) < 1e-3) & (np.abs(v - np.rint(v)) < 1e-3)

@@ -234,8 +234,10 @@ def _bumps(shape, mask, amplitude_mm, seed):
     for _ in range(40):
         k = rng.integers(len(rows))
         sigma = rng.uniform(0.02, 0.04) * size  # finer than the fusion's correction
-        out += rng.choice([-1, 1]) * amplitude_mm * np.exp(
-            -((u - cols[k]) ** 2 + (v - rows[k]) ** 2) / (2 * sigma**2)
+        out += (
+            rng.choice([-1, 1])
+            * amplitude_mm
+            * np.exp(-((u - cols[k]) ** 2 + (v - rows[k]) ** 2) / (2 * sigma**2))
         )
     return out
 

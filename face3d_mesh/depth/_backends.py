@@ -111,9 +111,7 @@ def _offline_prior(backend, reference, landmark_z, aligned, mask, mm_per_px, mod
 
     if model_fit is None:
         raise ValueError(f"the {backend!r} depth backend needs the fitted face model")
-    depth, z = model_depth_mm(
-        model_fit, aligned.matrix, mask, mm_per_px=mm_per_px * aligned.scale
-    )
+    depth, z = model_depth_mm(model_fit, aligned.matrix, mask, mm_per_px=mm_per_px * aligned.scale)
     info = {"backend": backend, "model_fit_residual_px": model_fit.to_dict()["residual_median_px"]}
     if backend == "model":
         return depth, z, info

@@ -259,9 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
 
     p = sub.add_parser("view", help="interactive 3D viewer (or --screenshot headless)")
-    p.add_argument(
-        "photo", help="input photo, or a mesh file (.stl, .obj, .ply, .glb, .3mf)"
-    )
+    p.add_argument("photo", help="input photo, or a mesh file (.stl, .obj, .ply, .glb, .3mf)")
     p.add_argument(
         "--screenshot", default=None, metavar="PNG", help="render off-screen to this PNG and exit"
     )
@@ -450,9 +448,7 @@ def _cmd_export(args):
         raise UsageError("--edge-mm applies to --solid only")
     rec = _reconstruct(args)
     if args.solid:
-        mesh = rec.solid_arrays(
-            base_mm=args.base_mm, width_mm=args.width_mm, edge_mm=args.edge_mm
-        )
+        mesh = rec.solid_arrays(base_mm=args.base_mm, width_mm=args.width_mm, edge_mm=args.edge_mm)
         written = export_mesh(mesh, args.output)
     else:
         mesh = rec.mesh_arrays

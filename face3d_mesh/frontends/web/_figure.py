@@ -154,8 +154,9 @@ def face_figure(mesh, *, mode: str = "textured", exaggeration: float = 1.0,
             aspectmode="data",
             bgcolor=BACKGROUND,
             dragmode="turntable",
-            camera=dict(up=dict(x=0, y=0, z=1), eye=dict(x=0.0, y=-2.3, z=0.0),
-                        center=dict(x=0, y=0, z=0)),  # fmt: skip
+            camera=dict(
+                up=dict(x=0, y=0, z=1), eye=dict(x=0.0, y=-2.3, z=0.0), center=dict(x=0, y=0, z=0)
+            ),  # fmt: skip
             uirevision=revision,
         ),
     )

@@ -129,8 +129,11 @@ def run_web(*, host: str = "127.0.0.1", port: int = 8501) -> int:
             print("face3d-mesh web: the server did not start (see the messages above)",
                   file=sys.stderr)  # fmt: skip
             return 1
-        where = f"{url}" if host not in ("0.0.0.0", "::") else (
-            f"{url} here, http://{socket.gethostname()}:{port} from other machines")
+        where = (
+            f"{url}"
+            if host not in ("0.0.0.0", "::")
+            else (f"{url} here, http://{socket.gethostname()}:{port} from other machines")
+        )
         print(f"face3d-mesh web: open {where} in a browser; Ctrl-C stops the server",
               flush=True)  # fmt: skip
         code = process.wait()

@@ -345,4 +345,5 @@ def main() -> None:
         _facts(session, rec)
     _mesh_downloads(session, rec)
 
+
 main()
