@@ -157,56 +157,22 @@ def filter_depth(
     return out
 
 
-_DIRS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
-
-
 def _extend(d: np.ndarray, known: np.ndarray, n_rings: int) -> np.ndarray:
-    """Copy of ``d`` extended ``n_rings`` pixels beyond ``known`` (float32).
+    """Copy of ``d`` extended ``n_rings`` pixels beyond ``known`` (float32, no NaN).
 
-    Ring by ring, each new pixel takes the mean over its known 8-neighbours ``n`` of the linear
-    extrapolation ``2 d(n) - d(n')`` (``n'`` the next pixel in the same direction; ``d(n)``
-    when ``n'`` is unknown).  Continuing the slope, rather than the value, keeps the bilateral
-    filter from flattening steep face edges.  Pixels still unknown afterwards get the median
-    known depth (they are too far to influence any known pixel's filter).
+    The extension continues the slope, not the value (:func:`~face3d_mesh._extend.
+    extend_linear`), which keeps the bilateral filter from flattening steep face edges.
+    Pixels still unknown afterwards get the median known depth (they are too far to
+    influence any known pixel's filter).
     """
-    import cv2
+    from ._extend import extend_linear
 
-    out = np.where(known, d, 0.0).astype(np.float32)
     if known.all():
-        return out
-    h, w = out.shape
-    k = known.astype(np.uint8)
-    # Chessboard distance to the known region = index of the ring a pixel belongs to.
-    dist = cv2.distanceTransform((1 - k), cv2.DIST_C, 3)
-    band_r, band_c = np.nonzero((dist > 0) & (dist <= n_rings))
-    ring_of = dist[band_r, band_c].astype(np.int64)
-    order = np.argsort(ring_of, kind="stable")
-    band_r, band_c, ring_of = band_r[order], band_c[order], ring_of[order]
-    bounds = np.searchsorted(ring_of, np.arange(1, n_rings + 2))
-    for i in range(n_rings):
-        rr, cc = band_r[bounds[i] : bounds[i + 1]], band_c[bounds[i] : bounds[i + 1]]
-        if rr.size == 0:
-            break
-        total = np.zeros(rr.size, np.float32)
-        count = np.zeros(rr.size, np.float32)
-        for dr, dc in _DIRS:
-            r1, c1 = rr + dr, cc + dc
-            r2, c2 = rr + 2 * dr, cc + 2 * dc
-            ok1 = (r1 >= 0) & (r1 < h) & (c1 >= 0) & (c1 < w)
-            r1, c1 = np.clip(r1, 0, h - 1), np.clip(c1, 0, w - 1)
-            ok1 &= k[r1, c1] > 0
-            ok2 = ok1 & (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
-            r2, c2 = np.clip(r2, 0, h - 1), np.clip(c2, 0, w - 1)
-            ok2 &= k[r2, c2] > 0
-            v1 = out[r1, c1]
-            est = np.where(ok2, 2.0 * v1 - out[r2, c2], v1)
-            total += np.where(ok1, est, 0.0)
-            count += ok1
-        out[rr, cc] = total / count
-        k[rr, cc] = 1
-    rest = k == 0
+        return d.astype(np.float32)
+    out = extend_linear(np.where(known, d, np.nan), n_rings)
+    rest = ~np.isfinite(out)
     if rest.any():
-        out[rest] = np.median(out[known])
+        out[rest] = np.median(d[known])
     return out
 
 
