@@ -41,7 +41,7 @@ class ReconstructionConfig:
         Grows the face-oval mask outward by this much, mm on the face (converted to pixels
         with the metric scale), so that it covers the face oval of other landmark runs,
         which differ by a few pixels (0 = exactly the oval). The depth in the margin
-        continues the face's outermost depth.
+        continues the face's slope outward (no flat brim).
     mask_erode_px : float
         Then shrinks the mask by this many pixels of the input photo (0 = none).
     bilateral_sigma_space_mm : float

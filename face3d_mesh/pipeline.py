@@ -698,6 +698,7 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
             fill_holes=config.fill_holes,
             smooth_sigma_mm=config.smooth_sigma_mm,
         )
+        filtered = _continue_past_oval(filtered, depth_stage.mm_per_crop_px, config)
         depth_mm = warp_to_image(filtered, depth_stage.aligned, image.shape[:2])
         depth_mm -= depth_stage.nose_offset_mm
         depth_mm[~mask] = np.nan
@@ -711,6 +712,55 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
             target_triangles=config.target_triangles,
         )
     return depth_mm, mesh
+
+
+#: Steepest slope (depth mm per mm outward) the depth continues with past the face oval.
+MARGIN_MAX_SLOPE = 1.0
+
+
+def _continue_past_oval(depth_mm, mm_per_px, config) -> np.ndarray:
+    """The filtered crop depth continued past the face oval over the mask's margin.
+
+    The depth backends stop at the face oval; the photo's mask reaches
+    ``config.mask_margin_mm`` beyond it. There the surface continues the face's slope
+    (:func:`~face3d_mesh._extend.extend_linear`, two pixels more for the bilinear warp),
+    rather than its outermost depth, which would leave a flat brim and a crease round the
+    face. Holes the filter left (``fill_holes=False``) stay holes.
+    """
+    from ._extend import extend_linear
+
+    rings = int(np.ceil(config.mask_margin_mm / max(mm_per_px, 1e-9))) + 2
+    known = np.isfinite(depth_mm)
+    if rings <= 2 or not known.any():
+        return depth_mm
+    import cv2
+
+    from .align import extend_nearest
+
+    out = extend_linear(depth_mm, rings)
+    # The slope is continued up to MARGIN_MAX_SLOPE away from the oval's outermost depth:
+    # where the face turns away steeply (temples, jaw) an unbounded continuation would
+    # grow spikes at the outline's convex corners.
+    dist_px = cv2.distanceTransform((~known).view(np.uint8), cv2.DIST_L2, 3)
+    nearest = extend_nearest(depth_mm)
+    bound = MARGIN_MAX_SLOPE * dist_px * mm_per_px
+    ext = ~known & np.isfinite(out)
+    out[ext] = nearest[ext] + np.clip(out[ext] - nearest[ext], -bound[ext], bound[ext])
+    if not config.fill_holes:
+        out[_enclosed(~known)] = np.nan
+    return out
+
+
+def _enclosed(missing: np.ndarray) -> np.ndarray:
+    """The pixels of ``missing`` not connected (4-neighbours) to the array's border."""
+    import cv2
+
+    n, labels = cv2.connectedComponents(missing.view(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    outside = np.zeros(n, bool)
+    outside[border] = True
+    outside[0] = True  # label 0: the known pixels
+    return ~outside[labels]
 
 
 def _photo_mask(points, shape, scale, config) -> np.ndarray:

@@ -206,3 +206,19 @@ def test_cached_depth_weights_lists_every_model(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cached = face3d_mesh.pipeline.cached_depth_weights()
     assert list(cached) == list(MODEL_NAMES) and set(cached.values()) == {None}
+
+
+def test_mask_margin_continues_the_face_slope_not_a_flat_brim(astronaut_rec, head_scan_rec):
+    from face3d_mesh.align import extend_nearest
+    from face3d_mesh.mask import face_mask
+
+    for rec in (astronaut_rec, head_scan_rec):
+        oval = face_mask(rec.landmarks, rec.mask.shape)
+        margin = rec.mask & ~oval
+        inside = np.where(oval, rec.depth_mm, np.nan)
+        step = rec.depth_mm[margin] - extend_nearest(inside)[margin]
+        # The face turns away from the camera at its outline: past it the depth keeps
+        # growing (a flat continuation would leave step ~0 everywhere), not steeply.
+        assert np.median(step) > 0.5
+        dist_mm = 4.0  # config.mask_margin_mm: the farthest margin pixel from the oval
+        assert np.percentile(np.abs(step), 99) <= 2 * dist_mm + 1.0  # no spikes
