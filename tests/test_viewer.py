@@ -420,3 +420,18 @@ def test_toggles_only_flip_visibility_after_warm_up(rec):
     # the wireframe draws every edge once; the point cloud every point once
     assert v.edges.n_lines < 0.55 * 3 * v.surf.n_cells
     assert v.cloud.n_verts == v.surf.n_points and v.cloud.n_cells == v.surf.n_points
+
+
+def test_a_solid_is_shaded_with_sharp_edges_at_its_walls(rec):
+    from face3d_mesh.solid import make_solid
+
+    solid = make_solid(rec.mesh, base_mm=3.0)
+    img, v = render(solid, mode="shaded")
+    pts = np.asarray(v.surf.points)
+    nz = np.asarray(v.surf.point_data["Normals"])[:, 2]
+    back = np.isclose(pts[:, 2], pts[:, 2].min())
+    # Each vertex of the back plate's rim is shown twice: facing back (the plate) and
+    # sideways (the wall), never with a normal smeared between the two.
+    assert back.sum() > np.isclose(solid.points[:, 2], solid.points[:, 2].min()).sum()
+    assert np.all((np.abs(nz[back]) < 0.05) | (nz[back] < -0.95))
+    assert luminance(main_view(img, v)).std() > 10

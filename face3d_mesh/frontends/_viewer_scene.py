@@ -14,6 +14,7 @@ SKIN = (0.87, 0.80, 0.74)  # clay colour of the shaded surface
 BG_TOP = (0.20, 0.22, 0.26)
 BG_BOTTOM = (0.06, 0.06, 0.08)
 PANEL_BG = (0.0, 0.0, 0.0)
+SOLID_FLAT_TOL = 1e-4  # |normal z| of a solid's vertical walls (0) and back plate (-1)
 
 # font sizes (points) of the caption, the status line and the panels' labels in a 1600×900
 # window; they scale with the window's size
@@ -62,18 +63,46 @@ class SceneMixin:
             if name in base.point_data:
                 surf.point_data["colors"] = np.asarray(base.point_data[name])[:, :3]
                 break
-        surf = surf.compute_normals(
+        closed = "base_z_mm" in base.field_data or (base.n_cells and base.n_open_edges == 0)
+        surf = self._solid_pieces(surf) if closed else self._smooth_normals(surf)
+        if "UV" in surf.point_data:
+            surf.point_data.active_texture_coordinates_name = "UV"
+        z = np.asarray(surf.points[:, 2], np.float32) / np.float32(self.exaggeration)
+        surf.point_data["depth (mm)"] = (z.max() - z) if len(z) else z
+        surf.point_data["closeness"] = z
+        return surf
+
+    @staticmethod
+    def _smooth_normals(surf):
+        return surf.compute_normals(
             cell_normals=False,
             split_vertices=False,
             auto_orient_normals=False,
             consistent_normals=False,
         )
-        if "UV" in surf.point_data:
-            surf.point_data.active_texture_coordinates_name = "UV"
-        z = np.asarray(base.points[:, 2], np.float32)
-        surf.point_data["depth (mm)"] = (z.max() - z) if len(z) else z
-        surf.point_data["closeness"] = z
-        return surf
+
+    @classmethod
+    def _solid_pieces(cls, surf):
+        """A closed solid for display: relief, side walls and back plate each with their
+        own smooth normals (vertices duplicated where they meet), so that the shading does
+        not smear across the sharp edges between them and streak the walls."""
+        normals = surf.compute_normals(
+            cell_normals=True, point_normals=False, split_vertices=False,
+            auto_orient_normals=False, consistent_normals=False,
+        ).cell_data["Normals"]  # fmt: skip
+        nz = np.asarray(normals)[:, 2]
+        kind = np.where(nz < -1 + SOLID_FLAT_TOL, 2, np.where(np.abs(nz) < SOLID_FLAT_TOL, 1, 0))
+        faces = np.asarray(surf.regular_faces)
+        pieces = []
+        for k in range(3):
+            if not np.any(kind == k):
+                continue
+            used, local = np.unique(faces[kind == k], return_inverse=True)
+            piece = pv.PolyData.from_regular_faces(surf.points[used], local.reshape(-1, 3))
+            for name in surf.point_data.keys():
+                piece.point_data[name] = np.asarray(surf.point_data[name])[used]
+            pieces.append(cls._smooth_normals(piece))
+        return pieces[0] if len(pieces) == 1 else pieces[0].merge(pieces[1:], merge_points=False)
 
     @staticmethod
     def _with_array(surf, name):
