@@ -177,11 +177,13 @@ def test_symmetric_input_is_a_fixed_point():
 
 
 # (case, achieved shape error in mm with the camera's focal length) — see the report of the
-# `fidelity` and `fidelity2` branches; the margin absorbs MediaPipe version noise.
+# `fidelity` and `fidelity2` branches; the margin absorbs MediaPipe version noise. The
+# forward-tilt correction (MEDIAPIPE_PITCH_BIAS_DEG) took the frontal case from 3.59 to
+# 1.58 mm and the head turned by 30° from 1.72 to 2.03 (the tilt is smaller there).
 FIDELITY_CASES = (
-    ("lps_f50_y+00_p+00_r+00_studio", 3.59),
+    ("lps_f50_y+00_p+00_r+00_studio", 1.58),
     ("lps_f26_y-15_p+00_r+00_window", 2.09),
-    ("lps_f50_y+30_p+00_r+00_studio", 1.72),
+    ("lps_f50_y+30_p+00_r+00_studio", 2.03),
 )
 FIDELITY_MARGIN_MM = 0.3
 

@@ -89,3 +89,46 @@ def test_two_browsers_at_once_get_their_own_results(server, browser):
     assert web_driver.view_meta(pages[0]) == results[0]  # the other upload changed nothing
     for context in contexts:
         context.close()
+
+
+def _y4m(path: Path, photo: Path) -> Path:
+    """A one-frame Y4M video of ``photo``: what Chromium's fake camera plays."""
+    import cv2
+
+    from face3d_mesh.image import load_image
+
+    rgb = load_image(photo)
+    rgb = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)  # Y, then U and V planes
+    h, w = rgb.shape[:2]
+    path.write_bytes(f"YUV4MPEG2 W{w} H{h} F1:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + yuv.tobytes())
+    return path
+
+
+def test_a_photo_taken_with_the_camera_gives_a_face(server, tmp_path):
+    video = _y4m(tmp_path / "camera.y4m", ASTRONAUT)
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=web_driver.chromium_path(),
+            args=[
+                "--no-sandbox",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={video}",
+            ],
+        )
+        context = chromium.new_context(viewport={"width": 1100, "height": 900})
+        context.grant_permissions(["camera"], origin=server.url)
+        page = web_driver.open_app(context, server.url)
+        page.get_by_text("Take a photo with my camera").click()
+        take = page.get_by_role("button", name="Take Photo")
+        take.wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => { const v = document.querySelector('video'); return v && v.videoWidth > 0; }",
+            timeout=60_000,
+        )
+        take.click()
+        web_driver.wait_for_view(page)
+        assert "camera photo" in web_driver.facts_text(page)
+        assert web_driver.drawn_fraction(page) > 0.1
+        chromium.close()
