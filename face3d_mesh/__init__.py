@@ -42,6 +42,8 @@ _LAZY = {
     "filter_depth": "filtering",
     "depth_to_mesh": "surface",
     "make_solid": "solid",
+    "solid_arrays": "solid",
+    "surface_arrays": "surface",
     "export_mesh": "exporters",
     "MeshArrays": "mesharrays",
     "export": "exporters",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
 import face3d_mesh
 
 PUBLIC = {
@@ -91,3 +93,16 @@ def test_to_trimesh_keeps_geometry(astronaut_rec):
     tm = astronaut_rec.to_trimesh()
     assert len(tm.vertices) == astronaut_rec.mesh.n_points
     assert len(tm.faces) == astronaut_rec.mesh.n_cells
+
+
+def test_arrays_and_polydata_are_the_same_meshes(astronaut_rec):
+    rec = astronaut_rec
+    np.testing.assert_array_equal(rec.mesh_arrays.points, rec.mesh.points)
+    np.testing.assert_array_equal(rec.mesh_arrays.faces, rec.mesh.regular_faces)
+    np.testing.assert_array_equal(rec.mesh_arrays.rgb, rec.mesh.point_data["RGB"])
+    arrays = face3d_mesh.solid_arrays(rec.mesh_arrays, base_mm=2.0, width_mm=70.0)
+    solid = rec.solid(base_mm=2.0, width_mm=70.0)
+    np.testing.assert_array_equal(arrays.points, solid.points)
+    np.testing.assert_array_equal(arrays.faces, solid.regular_faces)
+    assert float(arrays.field_data["scale"][0]) == float(solid.field_data["scale"][0])
+    assert abs(arrays.bounds[1] - arrays.bounds[0] - 70.0) < 1e-6

@@ -30,11 +30,16 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     with playwright_api.sync_playwright() as p:
-        chromium = web_driver.launch(p)
-        yield chromium
-        chromium.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    chromium = web_driver.launch(playwright)
+    yield chromium
+    chromium.close()
 
 
 def _context(browser):
@@ -105,18 +110,18 @@ def _y4m(path: Path, photo: Path) -> Path:
     return path
 
 
-def test_a_photo_taken_with_the_camera_gives_a_face(server, tmp_path):
+def test_a_photo_taken_with_the_camera_gives_a_face(server, playwright, tmp_path):
     video = _y4m(tmp_path / "camera.y4m", ASTRONAUT)
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=web_driver.chromium_path(),
-            args=[
-                "--no-sandbox",
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-video-capture={video}",
-            ],
-        )
+    chromium = playwright.chromium.launch(
+        executable_path=web_driver.chromium_path(),
+        args=[
+            "--no-sandbox",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ],
+    )
+    try:
         context = chromium.new_context(viewport={"width": 1100, "height": 900})
         context.grant_permissions(["camera"], origin=server.url)
         page = web_driver.open_app(context, server.url)
@@ -131,4 +136,5 @@ def test_a_photo_taken_with_the_camera_gives_a_face(server, tmp_path):
         web_driver.wait_for_view(page)
         assert "camera photo" in web_driver.facts_text(page)
         assert web_driver.drawn_fraction(page) > 0.1
+    finally:
         chromium.close()
