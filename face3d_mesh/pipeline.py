@@ -125,7 +125,7 @@ class Reconstruction:
     landmarks: np.ndarray
     mask: np.ndarray
     depth_mm: np.ndarray
-    mesh_arrays: object
+    mesh_arrays: object = field(repr=False)
     scale: object
     depth_info: dict
     config: ReconstructionConfig

@@ -288,3 +288,23 @@ def test_fusion_with_a_network_improves_on_the_model_prior(head_scan_path):
         relative=7.0 * 1000.0 / (prior + 450.0), **common,
     )  # fmt: skip
     assert np.nanmedian(np.abs(flat - prior)[inside]) < 0.1
+
+
+def test_hybrid_blend_takes_the_tilt_it_is_told_to():
+    from face3d_mesh.depth._model_depth import blend_depths
+
+    rows, cols = np.mgrid[:120, :100].astype(np.float32)
+    mask = (rows - 60) ** 2 / 50**2 + (cols - 50) ** 2 / 40**2 < 1
+    bump = 20 * np.exp(-((rows - 60) ** 2 + (cols - 50) ** 2) / 600)  # a nose, mm
+    landmark = -bump + 0.05 * rows  # tilted one way
+    model = -1.1 * bump - 0.10 * rows + 3.0  # the other way, deeper, offset
+    mean_tilt, *_ = blend_depths(model, landmark, mask)
+    own_tilt, *_ = blend_depths(model, landmark, mask, tilt_from_landmarks=True)
+
+    def tilt(depth):  # d depth / d row over the mask, after removing the bump's fit
+        design = np.column_stack([bump[mask], rows[mask], np.ones(mask.sum())])
+        return np.linalg.lstsq(design, depth[mask], rcond=None)[0][1]
+
+    assert abs(tilt(mean_tilt) - 0.5 * (0.05 * 1.0 + (-0.10))) < 0.02  # the mean of the two
+    assert abs(tilt(own_tilt) - tilt(blend_depths(landmark, landmark, mask)[0])) < 0.01
+    assert np.isnan(own_tilt[~mask]).all() and np.isfinite(own_tilt[mask]).all()

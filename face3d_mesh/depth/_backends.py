@@ -115,7 +115,9 @@ def _offline_prior(backend, reference, landmark_z, aligned, mask, mm_per_px, mod
     info = {"backend": backend, "model_fit_residual_px": model_fit.to_dict()["residual_median_px"]}
     if backend == "model":
         return depth, z, info
-    blended, scale, offset = blend_depths(depth, reference, mask)
+    blended, scale, offset = blend_depths(
+        depth, reference, mask, tilt_from_landmarks=model_fit.camera != "perspective"
+    )
     info.update(landmark_scale=scale)
     return blended, 0.5 * (z + scale * landmark_z + offset), info
 

@@ -114,9 +114,22 @@ def _fill_inside(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return depth
 
 
-def blend_depths(model_mm: np.ndarray, landmark_mm: np.ndarray, mask: np.ndarray):
+def blend_depths(
+    model_mm: np.ndarray,
+    landmark_mm: np.ndarray,
+    mask: np.ndarray,
+    *,
+    tilt_from_landmarks: bool = False,
+):
     """The ``hybrid`` depth: mean of the model's depth and the landmark depth mapped onto
     it (least-squares scale and offset over the mask where both are finite).
+
+    With ``tilt_from_landmarks`` the model's depth is first given the landmark depth's
+    tilt (the least-squares plane of their difference is added to it), so the mean keeps
+    the landmarks' tilt: what the pipeline does when the camera is unknown, where the
+    weak-perspective fit fixes the head's pitch worse than MediaPipe's (corrected) depths
+    (frontal renders: 2.63 → 1.80 mm shape error; with a known camera the mean of the two
+    tilts is the better one).
 
     Returns
     -------
@@ -137,7 +150,22 @@ def blend_depths(model_mm: np.ndarray, landmark_mm: np.ndarray, mask: np.ndarray
         scale = 1.0
     offset = float(ym - scale * xm)
     mapped = scale * landmark_mm + offset
+    if tilt_from_landmarks:
+        model_mm = model_mm + _plane_of(mapped - model_mm, both)
     out = np.where(np.isfinite(mapped), 0.5 * (model_mm + mapped), model_mm)
     out = np.where(np.isfinite(out), out, mapped)
     out[~mask] = np.nan
     return out.astype(np.float32), scale, offset
+
+
+def _plane_of(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The least-squares plane ``a u + b v + c`` through ``values[where]``, everywhere
+    (float32, the array's shape)."""
+    rows, cols = np.nonzero(where)
+    r0, c0 = rows.mean(), cols.mean()
+    design = np.column_stack([cols - c0, rows - r0, np.ones(rows.size)])
+    (a, b, c), *_ = np.linalg.lstsq(design, values[where].astype(np.float64), rcond=None)
+    height, width = values.shape
+    u = (np.arange(width) - c0)[None, :]
+    v = (np.arange(height) - r0)[:, None]
+    return (a * u + b * v + c).astype(np.float32)
