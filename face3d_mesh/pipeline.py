@@ -15,6 +15,7 @@ This is the only module that joins the stages. Coordinates and units of the resu
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -75,6 +76,7 @@ class _DepthStageResult:
     crop_mask: np.ndarray
     mm_per_crop_px: float
     nose_offset_mm: float
+    camera: object = None  # Pinhole: how pixels and depths become mesh points
 
 
 @dataclass(frozen=True)
@@ -153,28 +155,47 @@ class Reconstruction:
         return float(self.landmarks[NOSE_TIP, 0]), float(self.landmarks[NOSE_TIP, 1])
 
     @property
+    def _pinhole(self):
+        return None if self._depth_stage is None else self._depth_stage.camera
+
+    @property
     def camera(self) -> dict:
-        """The camera model behind the mesh: orthographic (weak perspective) at the face.
+        """The camera model behind the mesh (see :mod:`face3d_mesh.camera`).
 
         Returns
         -------
         dict
-            ``model`` ("orthographic"), ``mm_per_px`` (float), ``origin_px`` (the nose
-            tip's pixel, the mesh origin), ``image_size_px`` (W, H). A pixel (u, v) with
-            depth d is the mesh point ((u - u0)·s, -(v - v0)·s, -d).
+            When the focal length is known (``focal_source`` "user" or "exif"):
+            ``model`` "perspective", ``focal_px``, ``principal_point_px`` (cx, cy: the
+            photo's centre), ``origin_px`` (u0, v0: the nose tip's pixel, the mesh origin),
+            ``distance_mm`` (Z0, the nose tip's depth from the camera); a pixel (u, v) with
+            depth d (mm behind the nose tip) is the mesh point
+            ``(((u - cx)(Z0 + d) - (u0 - cx) Z0) / f, -((v - cy)(Z0 + d) - (v0 - cy) Z0) / f,
+            -d)``. Otherwise (``focal_source`` "default": the focal length is a guess)
+            ``model`` "orthographic": the point ``((u - u0) s, -(v - v0) s, -d)``, ``s`` =
+            ``mm_per_px``. Both: ``mm_per_px`` (at the outer eye corners),
+            ``focal_source``, ``image_size_px`` (W, H).
         """
-        return {
+        out = {
             "model": "orthographic",
-            "mm_per_px": self.mm_per_px,
             "origin_px": self.nose_px,
-            "image_size_px": (int(self.image.shape[1]), int(self.image.shape[0])),
-            # Used only to correct the landmark depths for perspective (see depth_info).
+            # only for the landmark depths' perspective correction (see depth_info)
             "focal_px": self.depth_info.get("focal_px"),
-            "focal_source": self.depth_info.get("focal_source"),
         }
+        if self._pinhole is not None:
+            out = self._pinhole.to_dict()
+        out.update(
+            mm_per_px=self.mm_per_px,
+            focal_source=self.depth_info.get("focal_source"),
+            image_size_px=(int(self.image.shape[1]), int(self.image.shape[0])),
+        )
+        return out
 
     def pixel_to_mesh(self, u, v, depth_mm) -> np.ndarray:
-        """Photo pixels and depths (mm) to mesh-frame points (mm), shape (..., 3)."""
+        """Photo pixels and depths (mm behind the nose tip, as ``depth_mm``) to mesh-frame
+        points (mm), shape (..., 3), by :attr:`camera`."""
+        if self._pinhole is not None:
+            return self._pinhole.to_mesh(u, v, depth_mm)
         u0, v0 = self.nose_px
         s = self.mm_per_px
         u, v, d = np.broadcast_arrays(
@@ -273,6 +294,7 @@ class Reconstruction:
             origin_px=self.nose_px,
             image=self.image,
             target_triangles=int(max_triangles * 0.9),
+            camera=self._pinhole,
         )
 
     def solid(self, *, base_mm: float = 3.0, width_mm: float | None = None, edge_mm: float = 0.0):
@@ -283,10 +305,24 @@ class Reconstruction:
     def solid_arrays(
         self, *, base_mm: float = 3.0, width_mm: float | None = None, edge_mm: float = 0.0
     ):
-        """:meth:`solid` as :class:`~face3d_mesh.mesharrays.MeshArrays` (no PyVista)."""
+        """:meth:`solid` as :class:`~face3d_mesh.mesharrays.MeshArrays` (no PyVista).
+
+        The solid is built on the photo's pixel grid at the metric scale of the eyes (the
+        orthographic mapping, see :attr:`camera`) even when the surface is in perspective:
+        seen through a short lens, steep parts of a face (the sides of the nose, the
+        cheeks' edges) turn away from the optical axis, and vertical walls and a flat back
+        need a relief that never overhangs itself.
+        """
         from .solid import solid_arrays
 
-        return solid_arrays(self.mesh_arrays, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm)
+        surface = self.mesh_arrays
+        if self._pinhole is not None:
+            u, v, d = self._pinhole.to_pixels(surface.points)
+            u0, v0 = self.nose_px
+            s = self.mm_per_px
+            flat = np.column_stack([(u - u0) * s, -(v - v0) * s, -d]).astype(np.float32)
+            surface = dataclasses.replace(surface, points=flat, normals=None)
+        return solid_arrays(surface, base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm)
 
     def save(
         self,
@@ -658,6 +694,7 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
         crop_mask=prep.crop_mask,
         mm_per_crop_px=mm_per_crop_px,
         nose_offset_mm=nose_offset,
+        camera=_camera(prep, landmarks),
     )
     depth_mm, mesh = _finish(
         prep.image, landmarks, prep.mask, prep.scale, stage_result, config, timings, stage
@@ -676,6 +713,27 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
         faces_found=prep.faces_found,
         timings=timings,
         _depth_stage=stage_result,
+    )
+
+
+def _camera(prep: _Prepared, landmarks: np.ndarray):
+    """The photo's pinhole camera (:class:`~face3d_mesh.camera.Pinhole`) when its focal
+    length is known (given or from EXIF; the principal point at the photo's centre, the
+    distance from the metric scale at the outer eye corners); None (orthographic) when it
+    is only guessed: on renders at many poses the guessed perspective helped frontal views
+    and hurt turned heads."""
+    from .camera import Pinhole
+    from .landmarks import LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER
+
+    if prep.focal_source == "default":
+        return None
+    height, width = prep.image.shape[:2]
+    return Pinhole.from_scale(
+        prep.focal_px,
+        ((width - 1) / 2, (height - 1) / 2),
+        landmarks[NOSE_TIP, :2],
+        mm_per_px=prep.scale.mm_per_px,
+        eye_depth_mm=0.5 * (landmarks[LEFT_EYE_OUTER, 2] + landmarks[RIGHT_EYE_OUTER, 2]),
     )
 
 
@@ -710,6 +768,7 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
             image=image,
             grid_step_px=config.grid_step_px,
             target_triangles=config.target_triangles,
+            camera=depth_stage.camera,
         )
     return depth_mm, mesh
 

@@ -29,6 +29,8 @@ from .mesharrays import MeshArrays
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista as pv
 
+    from .camera import Pinhole
+
 __all__ = [
     "depth_to_mesh",
     "surface_arrays",
@@ -85,6 +87,7 @@ def depth_to_mesh(
     image: np.ndarray | None = None,
     grid_step_px: float | None = None,
     target_triangles: int = 80_000,
+    camera: Pinhole | None = None,
 ) -> pv.PolyData:
     """Triangulate the finite region of a depth map: a regular grid inside a smooth outline.
 
@@ -122,6 +125,11 @@ def depth_to_mesh(
         ``target_triangles``.
     target_triangles : int, keyword-only
         Approximate triangle count wanted when ``grid_step_px`` is None.
+    camera : Pinhole, optional, keyword-only
+        The photo's camera (:class:`~face3d_mesh.camera.Pinhole`, its origin at
+        ``origin_px``): vertices are placed by its perspective
+        (:meth:`~face3d_mesh.camera.Pinhole.to_mesh`). None: orthographic, ``x = (u - u0)
+        mm_per_px``, ``y = -(v - v0) mm_per_px``, ``z = -depth``.
 
     Returns
     -------
@@ -144,6 +152,7 @@ def depth_to_mesh(
         image=image,
         grid_step_px=grid_step_px,
         target_triangles=target_triangles,
+        camera=camera,
     )
     return arrays.to_polydata()
 
@@ -157,6 +166,7 @@ def surface_arrays(
     grid_step_px: float | None = None,
     target_triangles: int = 80_000,
     timings: dict | None = None,
+    camera: Pinhole | None = None,
 ) -> MeshArrays:
     """:func:`depth_to_mesh` without PyVista: the same surface as
     :class:`~face3d_mesh.mesharrays.MeshArrays` (points float32, mm).
@@ -184,7 +194,7 @@ def surface_arrays(
     clock.lap("band")
     z = _rim_depth_at(win, pixels, loops, step=step, mm_per_px=mm_per_px)
     clock.lap("rim")
-    arrays = _assemble(pixels, z, faces, image, (u0, v0), (w, h), mm_per_px, step)
+    arrays = _assemble(pixels, z, faces, image, (u0, v0), (w, h), mm_per_px, step, camera)
     clock.lap("attributes")
     return arrays
 
@@ -228,15 +238,18 @@ def _rim_depth_at(win, pixels, loops, *, step: float, mm_per_px: float) -> np.nd
     return z
 
 
-def _assemble(pixels, z, faces, image, origin, size, mm_per_px, step) -> MeshArrays:
+def _assemble(pixels, z, faces, image, origin, size, mm_per_px, step, camera) -> MeshArrays:
     """Mesh-frame points, normals, UVs, colours and field data of the vertices; ``size`` is
     the photo's (W, H)."""
     u0, v0 = origin
     w, h = size
     points = np.empty((len(pixels), 3), dtype=np.float32)
-    points[:, 0] = (pixels[:, 0] - u0) * mm_per_px
-    points[:, 1] = -(pixels[:, 1] - v0) * mm_per_px
-    points[:, 2] = -z
+    if camera is None:
+        points[:, 0] = (pixels[:, 0] - u0) * mm_per_px
+        points[:, 1] = -(pixels[:, 1] - v0) * mm_per_px
+        points[:, 2] = -z
+    else:
+        points[:] = camera.to_mesh(pixels[:, 0], pixels[:, 1], z)
     uv = np.empty((len(pixels), 2), dtype=np.float32)
     uv[:, 0] = (pixels[:, 0] + 0.5) / w
     uv[:, 1] = 1.0 - (pixels[:, 1] + 0.5) / h

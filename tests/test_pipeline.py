@@ -122,6 +122,49 @@ def test_camera_and_pixel_to_mesh_agree_with_the_mesh(astronaut_rec):
     assert np.median(dist) < 0.5 * rec.mm_per_px
 
 
+def test_a_known_focal_length_gives_a_perspective_mesh(astronaut_rgb, astronaut_rec):
+    from face3d_mesh.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+
+    focal = 600.0  # a short lens for this 512-pixel photo: strong perspective
+    rec = face3d_mesh.reconstruct(astronaut_rgb, focal_length_px=focal)
+    cam = rec.camera
+    assert cam["model"] == "perspective" and cam["focal_px"] == focal
+    assert cam["principal_point_px"] == [255.5, 255.5] and cam["distance_mm"] > 150
+    # Mesh vertices are pixel_to_mesh of their pixel and depth, as with the orthographic one.
+    v, u = np.nonzero(np.isfinite(rec.depth_mm))
+    expected = rec.pixel_to_mesh(u, v, rec.depth_mm[v, u])[:: max(1, len(u) // 2000)]
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(np.asarray(rec.mesh.points, np.float64)).query(expected)
+    assert np.median(dist) < 0.5 * rec.mm_per_px
+    # The scale holds at the outer eye corners; parts farther back are wider than an
+    # orthographic mapping of the same pixels makes them, by (Z0 + d) / (Z0 + d_eye).
+    lm = rec.landmarks_mesh
+    eyes = lm[LEFT_EYE_OUTER] - lm[RIGHT_EYE_OUTER]
+    pixels = rec.landmarks[LEFT_EYE_OUTER, :2] - rec.landmarks[RIGHT_EYE_OUTER, :2]
+    assert abs(np.hypot(*eyes[:2]) / (np.hypot(*pixels) * rec.mm_per_px) - 1) < 0.02
+    ortho_width = np.ptp(astronaut_rec.mesh_arrays.points[:, 0])
+    assert np.ptp(rec.mesh_arrays.points[:, 0]) > 1.03 * ortho_width
+    rec.solid_arrays()  # still a height field that closes into a solid
+
+
+def test_pinhole_maps_projected_points_back_to_their_places():
+    from face3d_mesh.camera import Pinhole
+
+    rng = np.random.default_rng(1)
+    f, cx, cy = 900.0, 320.0, 240.0
+    pts = rng.uniform([-80, -100, 380], [80, 100, 480], size=(50, 3))  # camera frame, mm
+    nose = np.array([10.0, -5.0, 360.0])
+    u, v = f * pts[:, 0] / pts[:, 2] + cx, f * pts[:, 1] / pts[:, 2] + cy
+    u0, v0 = f * nose[0] / nose[2] + cx, f * nose[1] / nose[2] + cy
+    cam = Pinhole(f, (cx, cy), (u0, v0), nose[2])
+    mesh = cam.to_mesh(u, v, pts[:, 2] - nose[2])
+    expected = (pts - nose) * [1, -1, -1]  # the mesh frame: y up, z toward the camera
+    np.testing.assert_allclose(mesh, expected, atol=1e-9)
+    back = cam.to_pixels(mesh)
+    np.testing.assert_allclose(np.stack(back), np.stack([u, v, pts[:, 2] - nose[2]]), atol=1e-9)
+
+
 def _with_exif(src, dst, *, focal_35mm, size=None):
     from PIL import Image
 
