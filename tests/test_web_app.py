@@ -137,7 +137,7 @@ def test_neural_depth_without_weights_falls_back_and_says_so(app, astronaut_png,
     warning = at.warning[0].value.replace("\\", "")  # shown literally (Markdown escaped)
     assert "weights are not on this server" in warning
     assert "face3d-mesh models download dpt_hybrid_384" in warning
-    assert _session(at).rec.depth_info["backend"] == "landmarks"
+    assert _session(at).rec.depth_info["backend"] == "hybrid"  # the offline default
     assert "No neural depth weights" in at.sidebar.caption[0].value
     assert not list(tmp_path.rglob("*.pt"))  # nothing was downloaded
 

@@ -236,10 +236,11 @@ class WebSession:
         if depth in ("midas", "fused") and weights is None:
             # Never download hundreds of MB because a visitor picked an option.
             self.note = (
-                f"The {model} weights are not on this server, so the landmark depth was used "
-                f"(an administrator can run: face3d-mesh models download {model})."
+                f"The {model} weights are not on this server, so the offline depth (the "
+                "fitted face model and the landmarks) was used (an administrator can run: "
+                f"face3d-mesh models download {model})."
             )
-            depth = "landmarks"
+            depth = "auto"  # without weights: the offline default, nothing downloaded
         neural = depth in ("midas", "fused") or (depth == "auto" and weights is not None)
         config = ReconstructionConfig(
             face=settings["face"],

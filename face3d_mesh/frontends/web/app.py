@@ -104,7 +104,10 @@ def _plain(text: str) -> str:
 def _weights_line(cached: dict) -> str:
     have = [name for name, path in cached.items() if path is not None]
     if not have:
-        return "No neural depth weights on this server: the landmark depth is used."
+        return (
+            "No neural depth weights on this server: the depth comes from the fitted face "
+            "model and the landmarks (hybrid)."
+        )
     return "Neural depth weights on this server: " + ", ".join(have) + "."
 
 
