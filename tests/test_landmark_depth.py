@@ -227,3 +227,21 @@ def test_fidelity_shape_error(case, achieved):
     )
     assert new <= achieved + FIDELITY_MARGIN_MM
     assert new < old
+
+
+def test_forward_tilt_is_turned_back_chin_forward(monkeypatch, astronaut_rgb):
+    import face3d_mesh.depth._landmark_depth as ld
+    from face3d_mesh.landmarks import detect_faces
+
+    pts = detect_faces(astronaut_rgb)[0].points
+    kwargs = dict(perspective=False, symmetric=False, ray_curvature=True)
+    corrected = ld.corrected_landmarks(pts, (512, 512), **kwargs)
+    monkeypatch.setattr(ld, "MEDIAPIPE_PITCH_BIAS_DEG", 0.0)
+    untilted = ld.corrected_landmarks(pts, (512, 512), **kwargs)
+    change = corrected[:, 2] - untilted[:, 2]
+    down = pts[152, :2] - pts[10, :2]  # forehead top -> chin, in the image
+    along = (pts[:, :2] - pts[:468, :2].mean(axis=0)) @ (down / np.linalg.norm(down))
+    # Depth (larger = farther) shrinks toward the chin, grows toward the forehead: 4°.
+    slope = np.polyfit(along, change, 1)[0]
+    assert np.isclose(slope, -np.tan(np.radians(4.0)), rtol=1e-6)
+    assert change[152] < 0 < change[10]
