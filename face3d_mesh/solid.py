@@ -136,7 +136,9 @@ def _height_field(surface) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(area2 > 0):
         raise UsageError(
             "surface is not a height field wound toward +z "
-            f"({int(np.sum(area2 <= 0))} triangles face away or are degenerate in xy)"
+            f"({int(np.sum(area2 <= 0))} triangles face away or are degenerate in xy; a "
+            "reconstruction's perspective surface can overhang: use rec.solid(), which is "
+            "built on the photo's grid)"
         )
     return pts, faces
 
