@@ -786,16 +786,15 @@ def _continue_past_oval(depth_mm, mm_per_px, config) -> np.ndarray:
     rather than its outermost depth, which would leave a flat brim and a crease round the
     face. Holes the filter left (``fill_holes=False``) stay holes.
     """
+    import cv2
+
     from ._extend import extend_linear
+    from .align import extend_nearest
 
     rings = int(np.ceil(config.mask_margin_mm / max(mm_per_px, 1e-9))) + 2
     known = np.isfinite(depth_mm)
     if rings <= 2 or not known.any():
         return depth_mm
-    import cv2
-
-    from .align import extend_nearest
-
     out = extend_linear(depth_mm, rings)
     # The slope is continued up to MARGIN_MAX_SLOPE away from the oval's outermost depth:
     # where the face turns away steeply (temples, jaw) an unbounded continuation would
