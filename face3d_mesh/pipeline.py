@@ -636,7 +636,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
         height, width = image.shape[:2]
         model_fit = fit_face_model(
             face.points,
-            focal_px=focal_px if known else None,
+            focal_px=_fit_focal_px(focal_px, face) if known else None,
             principal_point=((width - 1) / 2, (height - 1) / 2) if known else None,
         )
     # The size the fitted identity implies (model_fit.mm_per_px) is not combined: on the
@@ -827,6 +827,21 @@ def _photo_mask(points, shape, scale, config) -> np.ndarray:
 
     grow_px = config.mask_margin_mm / max(float(scale.mm_per_px), 1e-9)
     return face_mask(points, shape, grow_px=grow_px, erode_px=config.mask_erode_px)
+
+
+def _fit_focal_px(focal_px: float, face) -> float:
+    """The focal length (pixels) the face-model fit assumes for a known camera: the photo's,
+    but never a camera nearer than ``DEFAULT_FOCAL_PER_FACE_SIZE`` (3) face sizes.
+
+    MediaPipe places the landmarks of a close-up (a 26 mm-equivalent lens 15 cm from the
+    nose) as if the face were seen from farther away, as it does their depths (correction 0
+    of the landmark backend, the same virtual distance): fitted with the photo's own short
+    focal length, the model leaves larger landmark residuals and a worse 3D shape. The
+    mesh itself is still built with the photo's camera (:func:`_camera`).
+    """
+    from .depth._landmark_depth import DEFAULT_FOCAL_PER_FACE_SIZE
+
+    return max(float(focal_px), DEFAULT_FOCAL_PER_FACE_SIZE * face.size_px)
 
 
 def _focal_length(source, image, face, config) -> tuple[float, str]:

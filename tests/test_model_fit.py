@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from scan_renders import needs_scan, now_like_error_mm, render_scan
 
 import face3d_mesh
 from face3d_mesh.landmarks import LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER
@@ -308,3 +309,28 @@ def test_hybrid_blend_takes_the_tilt_it_is_told_to():
     assert abs(tilt(mean_tilt) - 0.5 * (0.05 * 1.0 + (-0.10))) < 0.02  # the mean of the two
     assert abs(tilt(own_tilt) - tilt(blend_depths(landmark, landmark, mask)[0])) < 0.01
     assert np.isnan(own_tilt[~mask]).all() and np.isfinite(own_tilt[mask]).all()
+
+
+@needs_scan
+@pytest.mark.parametrize("yaw, pitch", [(0, 0), (20, -8)])
+def test_a_close_up_is_fitted_as_if_seen_from_three_face_sizes(monkeypatch, yaw, pitch):
+    """A 26 mm-equivalent close-up (the nose ~15 cm from the lens), focal length known: the
+    fit assumes a camera no nearer than 3 face sizes (MediaPipe's landmarks of a close-up
+    look seen from farther), which gives a truer 3D face than the photo's own focal length;
+    the mesh keeps the photo's camera."""
+    from face3d_mesh import pipeline
+
+    image, depth, fx = render_scan(lens_mm=26, yaw=yaw, pitch=pitch)
+    rec = face3d_mesh.reconstruct(image, depth="hybrid", focal_length_px=fx)
+    size = face3d_mesh.detect_faces(image)[0].size_px
+    assert rec.model_fit.focal_px == pytest.approx(3 * size, rel=0.02)
+    assert rec.model_fit.focal_px > 2 * fx
+    assert rec.camera["focal_px"] == pytest.approx(fx)
+    clamped = now_like_error_mm(rec, depth, fx)
+
+    monkeypatch.setattr(pipeline, "_fit_focal_px", lambda focal_px, face: focal_px)
+    photo_focal = face3d_mesh.reconstruct(image, depth="hybrid", focal_length_px=fx)
+    assert photo_focal.model_fit.focal_px == pytest.approx(fx)
+    unclamped = now_like_error_mm(photo_focal, depth, fx)
+    print(f"NoW-like: photo's focal {unclamped:.3f} mm, 3 face sizes {clamped:.3f} mm")
+    assert clamped < unclamped - 0.03
