@@ -81,12 +81,19 @@ def band_faces(points: np.ndarray, faces: np.ndarray, width: float) -> np.ndarra
     return near[np.asarray(faces)].any(axis=1)
 
 
-def inside_mask(points: np.ndarray, mask: np.ndarray, *, mm_per_px: float, origin_px) -> np.ndarray:
+def inside_mask(
+    points: np.ndarray, mask: np.ndarray, *, mm_per_px=None, origin_px=None, to_pixels=None
+) -> np.ndarray:
     """Whether each vertex falls in a True pixel of ``mask`` (nearest pixel, with the
-    float32 tolerance of a vertex exactly on a pixel edge)."""
+    float32 tolerance of a vertex exactly on a pixel edge). Points map to pixels by
+    ``to_pixels(points) -> (u, v, ...)`` (e.g. ``rec.mesh_to_pixel``) or orthographically
+    by ``mm_per_px`` about ``origin_px``."""
     p = np.asarray(points, dtype=np.float64)
-    u = p[:, 0] / mm_per_px + origin_px[0]
-    v = -p[:, 1] / mm_per_px + origin_px[1]
+    if to_pixels is not None:
+        u, v = to_pixels(p)[:2]
+    else:
+        u = p[:, 0] / mm_per_px + origin_px[0]
+        v = -p[:, 1] / mm_per_px + origin_px[1]
     h, w = mask.shape
     ok = np.zeros(len(p), dtype=bool)
     for du in (-1e-3, 1e-3):

@@ -57,10 +57,11 @@ def test_mesh_frame_and_units(astronaut_rec):
     assert lm[RIGHT_EYE_OUTER, 0] < 0 < lm[LEFT_EYE_OUTER, 0]
     assert lm[10, 1] > 0 > lm[152, 1]
     assert lm[234, 2] < -20 and lm[454, 2] < -20
-    # Size in mm matches the mask's extent in pixels times the scale.
+    # Size in mm: the mask's extent in pixels times the scale, widened by the perspective
+    # (the face's sides are farther than the eye corners, where the scale holds).
     cols = np.nonzero(rec.mask.any(axis=0))[0]
     width_mm = (cols[-1] - cols[0]) * rec.mm_per_px
-    assert mesh.bounds[1] - mesh.bounds[0] == pytest.approx(width_mm, rel=0.05)
+    assert 0.98 * width_mm < mesh.bounds[1] - mesh.bounds[0] < 1.15 * width_mm
     # Colours and texture coordinates come from the photo.
     assert mesh.point_data["RGB"].dtype == np.uint8
     uv = np.asarray(mesh.active_texture_coordinates)
@@ -111,7 +112,13 @@ def test_face_index_and_no_face(astronaut_rgb):
 
 def test_camera_and_pixel_to_mesh_agree_with_the_mesh(astronaut_rec):
     rec = astronaut_rec
-    assert rec.camera["model"] == "orthographic" and rec.camera["mm_per_px"] == rec.mm_per_px
+    cam = rec.camera  # no EXIF: a guessed focal length, the optical axis through the face
+    assert cam["model"] == "perspective" and cam["focal_source"] == "default"
+    assert cam["mm_per_px"] == rec.mm_per_px
+    assert cam["focal_px"] >= 50 / 36 * max(rec.image.shape[:2])
+    box = rec.landmarks[:468, :2]
+    centre = 0.5 * (box.min(axis=0) + box.max(axis=0))
+    assert np.linalg.norm(np.array(cam["principal_point_px"]) - centre) < 0.1 * np.ptp(box[:, 0])
     # Mesh vertices on pixel centres are exactly pixel_to_mesh of their pixel and depth.
     v, u = np.nonzero(np.isfinite(rec.depth_mm))
     expected = rec.pixel_to_mesh(u, v, rec.depth_mm[v, u])
@@ -143,8 +150,10 @@ def test_a_known_focal_length_gives_a_perspective_mesh(astronaut_rgb, astronaut_
     eyes = lm[LEFT_EYE_OUTER] - lm[RIGHT_EYE_OUTER]
     pixels = rec.landmarks[LEFT_EYE_OUTER, :2] - rec.landmarks[RIGHT_EYE_OUTER, :2]
     assert abs(np.hypot(*eyes[:2]) / (np.hypot(*pixels) * rec.mm_per_px) - 1) < 0.02
-    ortho_width = np.ptp(astronaut_rec.mesh_arrays.points[:, 0])
-    assert np.ptp(rec.mesh_arrays.points[:, 0]) > 1.03 * ortho_width
+    far = face3d_mesh.reconstruct(astronaut_rgb, focal_length_px=1e6)  # all but orthographic
+    far_width = np.ptp(far.mesh_arrays.points[:, 0])
+    assert np.ptp(rec.mesh_arrays.points[:, 0]) > 1.03 * far_width
+    assert np.ptp(astronaut_rec.mesh_arrays.points[:, 0]) > 1.01 * far_width  # guessed lens
     rec.solid_arrays()  # still a height field that closes into a solid
 
 
