@@ -13,8 +13,9 @@ Coordinates and units (documented once, here and in the README):
 - ``depth_mm``: millimetres along the optical axis, larger = farther, nose tip at 0,
   NaN outside the face mask.
 - Meshes: millimetres; x right, y up, z toward the camera; origin at the nose tip.
-  A photo pixel maps to ``x = (u - u_nose)·s``, ``y = -(v - v_nose)·s``, ``z = -depth_mm``
-  with ``s = rec.scale.mm_per_px`` (orthographic camera at the face).
+  A photo pixel maps to a vertex by the photo's pinhole camera (``rec.camera``,
+  ``rec.pixel_to_mesh``; its focal length known or guessed), the scale
+  ``rec.scale.mm_per_px`` holding at the outer eye corners.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ from 30 cm with its sides ~25 % too narrow against the nose. The distance ``Z0``
 from the metric scale: ``s`` mm per pixel at the depth of the outer eye corners (where the
 scale cues measure) puts those corners at ``Z = s f``.
 
-The pipeline uses this camera when the photo's focal length is known (``--focal-px`` or
-EXIF), and the orthographic mapping when it is only guessed.
+The pipeline uses this camera for every photo: with its focal length when known
+(``--focal-px`` or EXIF, the principal point at the photo's centre), otherwise with a
+guessed one (the principal point at the centre of the face's crop).
 """
 
 from __future__ import annotations

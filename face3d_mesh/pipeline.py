@@ -8,9 +8,11 @@ This is the only module that joins the stages. Coordinates and units of the resu
   with the same offset as ``depth_mm`` (the nose tip, landmark 1, is at 0).
 - ``depth_mm``: H×W float32, depth along the optical axis in mm, larger = farther, nose tip
   at 0, NaN outside ``mask``.
-- ``mesh``: triangles in mm; x right, y up, z toward the camera, origin at the nose tip:
-  ``x = (u - u_nose)·s``, ``y = -(v - v_nose)·s``, ``z = -depth_mm``, with
-  ``s = scale.mm_per_px`` (an orthographic camera at the face).
+- ``mesh``: triangles in mm; x right, y up, z toward the camera, origin at the nose tip;
+  a pixel and its depth become a vertex by the photo's pinhole camera
+  (:attr:`Reconstruction.camera`, :meth:`Reconstruction.pixel_to_mesh`; the focal length
+  known or guessed). Solids are built on the orthographic grid ``x = (u - u_nose)·s``,
+  ``y = -(v - v_nose)·s``, ``z = -depth_mm``, ``s = scale.mm_per_px``.
 """
 
 from __future__ import annotations
@@ -165,16 +167,16 @@ class Reconstruction:
         Returns
         -------
         dict
-            When the focal length is known (``focal_source`` "user" or "exif"):
-            ``model`` "perspective", ``focal_px``, ``principal_point_px`` (cx, cy: the
-            photo's centre), ``origin_px`` (u0, v0: the nose tip's pixel, the mesh origin),
-            ``distance_mm`` (Z0, the nose tip's depth from the camera); a pixel (u, v) with
-            depth d (mm behind the nose tip) is the mesh point
+            ``model`` "perspective", ``focal_px``, ``principal_point_px`` (cx, cy),
+            ``origin_px`` (u0, v0: the nose tip's pixel, the mesh origin), ``distance_mm``
+            (Z0, the nose tip's depth from the camera); a pixel (u, v) with depth d (mm
+            behind the nose tip) is the mesh point
             ``(((u - cx)(Z0 + d) - (u0 - cx) Z0) / f, -((v - cy)(Z0 + d) - (v0 - cy) Z0) / f,
-            -d)``. Otherwise (``focal_source`` "default": the focal length is a guess)
-            ``model`` "orthographic": the point ``((u - u0) s, -(v - v0) s, -d)``, ``s`` =
-            ``mm_per_px``. Both: ``mm_per_px`` (at the outer eye corners),
-            ``focal_source``, ``image_size_px`` (W, H).
+            -d)``; ``mm_per_px`` (at the outer eye corners), ``focal_source``
+            ("user" or "exif": the photo's focal length, (cx, cy) its centre; "default":
+            a guess, (cx, cy) the centre of the face's crop), ``image_size_px`` (W, H).
+            (``model`` "orthographic", the point ``((u - u0) s, -(v - v0) s, -d)``,
+            ``s`` = ``mm_per_px``, only for a reconstruction without a camera.)
         """
         out = {
             "model": "orthographic",

@@ -100,9 +100,15 @@ def test_arrays_and_polydata_are_the_same_meshes(astronaut_rec):
     np.testing.assert_array_equal(rec.mesh_arrays.points, rec.mesh.points)
     np.testing.assert_array_equal(rec.mesh_arrays.faces, rec.mesh.regular_faces)
     np.testing.assert_array_equal(rec.mesh_arrays.rgb, rec.mesh.point_data["RGB"])
-    arrays = face3d_mesh.solid_arrays(rec.mesh_arrays, base_mm=2.0, width_mm=70.0)
+    arrays = rec.solid_arrays(base_mm=2.0, width_mm=70.0)
     solid = rec.solid(base_mm=2.0, width_mm=70.0)
     np.testing.assert_array_equal(arrays.points, solid.points)
     np.testing.assert_array_equal(arrays.faces, solid.regular_faces)
     assert float(arrays.field_data["scale"][0]) == float(solid.field_data["scale"][0])
     assert abs(arrays.bounds[1] - arrays.bounds[0] - 70.0) < 1e-6
+    # the module functions: the same solid from a surface as arrays or as PolyData
+    far = face3d_mesh.reconstruct(rec.image, depth="landmarks", focal_length_px=1e6)
+    by_arrays = face3d_mesh.solid_arrays(far.mesh_arrays, base_mm=2.0)
+    by_polydata = face3d_mesh.make_solid(far.mesh, base_mm=2.0)
+    np.testing.assert_array_equal(by_arrays.points, by_polydata.points)
+    np.testing.assert_array_equal(by_arrays.faces, by_polydata.regular_faces)
