@@ -246,8 +246,66 @@ def fuse_relative_depth(
         Shapes differ, an unknown ``space``, or fewer than 16 pixels where the mask is set
         and both maps are finite.
     """
-    d_img = np.asarray(relative_inverse_depth, dtype=np.float64)
-    z_img = np.asarray(reference_depth_mm, dtype=np.float64)
+    d_img, z_img, m_img = _checked_inputs(
+        relative_inverse_depth, reference_depth_mm, mask, space, camera_distance_mm
+    )
+    valid = m_img & np.isfinite(d_img) & np.isfinite(z_img)
+    n_valid = int(valid.sum())
+    if n_valid < _MIN_PIXELS:
+        raise UsageError(
+            f"fuse_relative_depth needs at least {_MIN_PIXELS} valid pixels inside the mask, "
+            f"got {n_valid}"
+        )
+    d_fit, z_fit = _subset(d_img[valid], z_img[valid], max_samples, (seed, 1))
+
+    candidates = []
+    if space in ("auto", "depth"):
+        a, b, _ = robust_line_fit(d_fit, z_fit)
+        med = float(np.median(np.abs(z_fit - (a * d_fit + b))))
+        candidates.append((med, "depth", a, b, None))
+    if space in ("auto", "inverse_depth"):
+        candidates.append(_inverse_depth_candidate(d_fit, z_fit, camera_distance_mm, seed))
+    # prefer the simpler depth-space fit unless inverse depth is clearly better
+    candidates.sort(key=lambda c: c[0] * (1.0 if c[1] == "inverse_depth" else 0.98))
+    _, chosen, a, b, dist = candidates[0]
+
+    pred_img = _predict(chosen, a, b, d_img, dist)
+    resid_img = z_img - pred_img
+    abs_r = np.abs(resid_img[valid])
+    abs_r = abs_r[np.isfinite(abs_r)]
+    inl = _inliers(resid_img, valid, outlier_threshold)
+
+    if smooth_sigma_px is None:
+        smooth_sigma_px = 0.1 * math.sqrt(float(m_img.sum()))
+    smooth_sigma_px = float(smooth_sigma_px)
+    fused = pred_img.copy()
+    if smooth_sigma_px > 0 and inl.any():
+        values = np.where(inl, resid_img, 0.0).astype(np.float32)
+        fused = fused + _normalized_blur(values, inl.astype(np.float32), smooth_sigma_px)
+    fused = np.where(m_img & np.isfinite(fused), fused, np.nan).astype(np.float32)
+
+    final = np.abs(z_img - fused)[valid]
+    final = final[np.isfinite(final)]
+    info = FusionInfo(
+        space=chosen,
+        scale=float(a),
+        shift=float(b),
+        camera_distance_mm=dist,
+        residual_median_mm=_median(abs_r),
+        residual_p90_mm=_percentile(abs_r, 90),
+        final_residual_median_mm=_median(final),
+        final_residual_p90_mm=_percentile(final, 90),
+        inlier_fraction=float(inl.sum()) / n_valid,
+        valid_pixels=n_valid,
+        smooth_sigma_px=smooth_sigma_px,
+    )
+    return fused, info
+
+
+def _checked_inputs(relative, reference, mask, space, camera_distance_mm):
+    """The three maps as float64, float64 and bool arrays of one shape, or a UsageError."""
+    d_img = np.asarray(relative, dtype=np.float64)
+    z_img = np.asarray(reference, dtype=np.float64)
     m_img = np.asarray(mask, dtype=bool)
     if d_img.ndim != 2 or d_img.shape != z_img.shape or d_img.shape != m_img.shape:
         raise UsageError(
@@ -258,96 +316,57 @@ def fuse_relative_depth(
         raise UsageError(f"invalid fusion space {space!r}; use auto, depth or inverse_depth")
     if camera_distance_mm is not None and not camera_distance_mm > 0:
         raise UsageError("camera_distance_mm must be positive")
+    return d_img, z_img, m_img
 
-    valid = m_img & np.isfinite(d_img) & np.isfinite(z_img)
-    n_valid = int(valid.sum())
-    if n_valid < _MIN_PIXELS:
-        raise UsageError(
-            f"fuse_relative_depth needs at least {_MIN_PIXELS} valid pixels inside the mask, "
-            f"got {n_valid}"
-        )
-    d_all = d_img[valid]
-    z_all = z_img[valid]
-    if n_valid > max_samples:
-        pick = np.random.default_rng((seed, 1)).choice(n_valid, size=max_samples, replace=False)
-        d_fit, z_fit = d_all[pick], z_all[pick]
+
+def _subset(x: np.ndarray, y: np.ndarray, size: int, seed) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``size`` paired samples, a seeded random (not raster-ordered) subset."""
+    if x.size <= size:
+        return x, y
+    pick = np.random.default_rng(seed).choice(x.size, size=size, replace=False)
+    return x[pick], y[pick]
+
+
+def _inverse_depth_candidate(d_fit, z_fit, camera_distance_mm, seed):
+    """``(median residual mm, "inverse_depth", a, b, D)``: the camera distance ``D`` given,
+    or searched (a log grid over 150..5000 mm, then refined between the best's neighbours)
+    on a subset of 3000 samples, then the fit with all samples at that ``D``."""
+    lo = max(150.0, 20.0 - float(z_fit.min()))  # keep z + D > 0 with margin
+    if camera_distance_mm is not None:
+        dists = [max(float(camera_distance_mm), lo)]
     else:
-        d_fit, z_fit = d_all, z_all
+        dists = list(np.geomspace(lo, max(5000.0, 2 * lo), 12))
+    d_s, z_s = _subset(d_fit, z_fit, 3000, (seed, 2))
+    best = None
+    for dist in dists:
+        a, b, med = _fit_inverse(d_s, z_s, dist, trials=60, max_iter=15)
+        if best is None or med < best[0]:
+            best = (med, float(dist))
+    if camera_distance_mm is None:  # refine around the best
+        i = dists.index(best[1])
+        lo_r, hi_r = dists[max(i - 1, 0)], dists[min(i + 1, len(dists) - 1)]
+        for dist in np.linspace(lo_r, hi_r, 7):
+            a, b, med = _fit_inverse(d_s, z_s, float(dist), trials=60, max_iter=15)
+            if med < best[0]:
+                best = (med, float(dist))
+    a, b, med = _fit_inverse(d_fit, z_fit, best[1])
+    return med, "inverse_depth", a, b, best[1]
 
-    candidates = []
-    if space in ("auto", "depth"):
-        a, b, _ = robust_line_fit(d_fit, z_fit)
-        med = float(np.median(np.abs(z_fit - (a * d_fit + b))))
-        candidates.append((med, "depth", a, b, None))
-    if space in ("auto", "inverse_depth"):
-        lo = max(150.0, 20.0 - float(z_fit.min()))  # keep z + D > 0 with margin
-        if camera_distance_mm is not None:
-            dists = [max(float(camera_distance_mm), lo)]
-        else:
-            dists = list(np.geomspace(lo, max(5000.0, 2 * lo), 12))
-        # search D on a small subset, then fit with all samples at the chosen D
-        if d_fit.size > 3000:  # a random (not raster-ordered) subset
-            sub = np.random.default_rng((seed, 2)).choice(d_fit.size, size=3000, replace=False)
-            d_s, z_s = d_fit[sub], z_fit[sub]
-        else:
-            d_s, z_s = d_fit, z_fit
-        best = None
-        for dist in dists:
-            a, b, med = _fit_inverse(d_s, z_s, dist, trials=60, max_iter=15)
-            if best is None or med < best[0]:
-                best = (med, "inverse_depth", a, b, float(dist))
-        if camera_distance_mm is None and best is not None:  # refine around the best
-            i = dists.index(best[4])
-            lo_r, hi_r = dists[max(i - 1, 0)], dists[min(i + 1, len(dists) - 1)]
-            for dist in np.linspace(lo_r, hi_r, 7):
-                a, b, med = _fit_inverse(d_s, z_s, float(dist), trials=60, max_iter=15)
-                if med < best[0]:
-                    best = (med, "inverse_depth", a, b, float(dist))
-        a, b, med = _fit_inverse(d_fit, z_fit, best[4])
-        candidates.append((med, "inverse_depth", a, b, best[4]))
-    # prefer the simpler depth-space fit unless inverse depth is clearly better
-    candidates.sort(key=lambda c: c[0] * (1.0 if c[1] == "inverse_depth" else 0.98))
-    _, chosen, a, b, dist = candidates[0]
 
-    pred_img = _predict(chosen, a, b, d_img, dist)
-    resid_img = z_img - pred_img
-    r_valid = resid_img[valid]
-    finite_r = np.isfinite(r_valid)
-    abs_r = np.abs(r_valid[finite_r])
-    med_r = float(np.median(abs_r)) if abs_r.size else float("nan")
-    p90_r = float(np.percentile(abs_r, 90)) if abs_r.size else float("nan")
-    # inliers: within outlier_threshold robust sigmas of the (median) residual
-    center = float(np.median(r_valid[finite_r])) if abs_r.size else 0.0
-    mad = 1.4826 * float(np.median(np.abs(r_valid[finite_r] - center))) if abs_r.size else 0.0
-    inlier_img = np.zeros_like(valid)
-    thr = outlier_threshold * max(mad, 1e-9)
-    inl = np.isfinite(resid_img) & valid & (np.abs(resid_img - center) <= thr)
-    inlier_img[inl] = True
-    inlier_fraction = float(inl.sum()) / n_valid
+def _inliers(resid_img: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels of ``valid`` whose residual is within ``threshold`` robust (MAD) standard
+    deviations of the median residual."""
+    r = resid_img[valid]
+    r = r[np.isfinite(r)]
+    centre = float(np.median(r)) if r.size else 0.0
+    mad = 1.4826 * float(np.median(np.abs(r - centre))) if r.size else 0.0
+    close = np.abs(resid_img - centre) <= threshold * max(mad, 1e-9)
+    return np.isfinite(resid_img) & valid & close
 
-    if smooth_sigma_px is None:
-        smooth_sigma_px = 0.1 * math.sqrt(float(m_img.sum()))
-    smooth_sigma_px = float(smooth_sigma_px)
-    fused = pred_img.copy()
-    if smooth_sigma_px > 0 and inl.any():
-        values = np.where(inl, resid_img, 0.0).astype(np.float32)
-        correction = _normalized_blur(values, inl.astype(np.float32), smooth_sigma_px)
-        fused = fused + correction
-    fused = np.where(m_img & np.isfinite(fused), fused, np.nan).astype(np.float32)
 
-    final = np.abs(z_img - fused)[valid]
-    final = final[np.isfinite(final)]
-    info = FusionInfo(
-        space=chosen,
-        scale=float(a),
-        shift=float(b),
-        camera_distance_mm=dist,
-        residual_median_mm=med_r,
-        residual_p90_mm=p90_r,
-        final_residual_median_mm=float(np.median(final)) if final.size else float("nan"),
-        final_residual_p90_mm=float(np.percentile(final, 90)) if final.size else float("nan"),
-        inlier_fraction=inlier_fraction,
-        valid_pixels=n_valid,
-        smooth_sigma_px=smooth_sigma_px,
-    )
-    return fused, info
+def _median(values: np.ndarray) -> float:
+    return float(np.median(values)) if values.size else float("nan")
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if values.size else float("nan")
