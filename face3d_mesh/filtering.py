@@ -73,20 +73,15 @@ def filter_depth(
     """
     depth = np.asarray(depth_mm)
     mask = np.asarray(mask)
-    if depth.ndim != 2:
-        raise UsageError(f"depth_mm must be a 2-D array, got shape {depth.shape}")
-    if mask.shape != depth.shape:
-        raise UsageError(f"mask shape {mask.shape} does not match depth_mm shape {depth.shape}")
-    if not (np.isfinite(mm_per_px) and mm_per_px > 0):
-        raise UsageError(f"mm_per_px must be a positive number, got {mm_per_px}")
-    for name, value in (
-        ("bilateral_sigma_space_mm", bilateral_sigma_space_mm),
-        ("bilateral_sigma_depth_mm", bilateral_sigma_depth_mm),
-        ("outlier_threshold", outlier_threshold),
-        ("smooth_sigma_mm", smooth_sigma_mm),
-    ):
-        if not (np.isfinite(value) and value >= 0):
-            raise UsageError(f"{name} must be a non-negative number, got {value}")
+    _check_arguments(
+        depth,
+        mask,
+        mm_per_px=mm_per_px,
+        bilateral_sigma_space_mm=bilateral_sigma_space_mm,
+        bilateral_sigma_depth_mm=bilateral_sigma_depth_mm,
+        outlier_threshold=outlier_threshold,
+        smooth_sigma_mm=smooth_sigma_mm,
+    )
     mask = mask.astype(bool, copy=False)
 
     out = np.full(depth.shape, np.nan, dtype=np.float32)
@@ -109,20 +104,10 @@ def filter_depth(
     valid = valid_full[r0:r1, c0:c1]
     d = np.where(valid, depth[r0:r1, c0:c1], 0.0).astype(np.float32)
 
-    # Outlier rejection: residual against the local median of the (extended) face depth.
-    if outlier_threshold > 0:
-        import cv2
-
-        ext = _extend(d, valid, _MEDIAN_KSIZE // 2)
-        med = cv2.medianBlur(ext, _MEDIAN_KSIZE)
-        resid = np.abs(ext - med)[valid]
-        sigma = max(1.4826 * float(np.median(resid)), _MIN_NOISE_MM)
-        outliers = valid & (np.abs(ext - med) > outlier_threshold * sigma)
-        valid = valid & ~outliers
-        if not valid.any():
-            return out
-    else:
-        outliers = np.zeros_like(valid)
+    outliers = _outliers(d, valid, outlier_threshold)
+    valid = valid & ~outliers
+    if not valid.any():
+        return out
 
     # Fill holes (and removed outliers) inside the mask.
     holes = m & ~valid
@@ -132,19 +117,16 @@ def filter_depth(
     else:
         known = valid
 
-    # Edge-preserving smoothing on the face depth extended beyond the mask.
-    if do_bilateral and radius_b >= 1:
-        import cv2
+    # Edge-preserving smoothing, then the optional Gaussian one, each on the face depth
+    # extended beyond the mask.
+    import cv2
 
+    if do_bilateral and radius_b >= 1:
         ext = _extend(d, known, radius_b)
         d = cv2.bilateralFilter(
             ext, 2 * radius_b + 1, float(bilateral_sigma_depth_mm), float(sig_b_px)
         )
-
-    # Optional Gaussian smoothing, also on the depth extended beyond the mask.
     if smooth_sigma_mm > 0 and radius_g >= 1:
-        import cv2
-
         k = 2 * radius_g + 1
         d = cv2.GaussianBlur(_extend(d, known, radius_g), (k, k), sig_g_px)
 
@@ -155,6 +137,33 @@ def filter_depth(
     crop = out[r0:r1, c0:c1]
     crop[keep] = d[keep]
     return out
+
+
+def _check_arguments(depth, mask, *, mm_per_px, **non_negative) -> None:
+    """:func:`filter_depth`'s argument checks (a UsageError each)."""
+    if depth.ndim != 2:
+        raise UsageError(f"depth_mm must be a 2-D array, got shape {depth.shape}")
+    if mask.shape != depth.shape:
+        raise UsageError(f"mask shape {mask.shape} does not match depth_mm shape {depth.shape}")
+    if not (np.isfinite(mm_per_px) and mm_per_px > 0):
+        raise UsageError(f"mm_per_px must be a positive number, got {mm_per_px}")
+    for name, value in non_negative.items():
+        if not (np.isfinite(value) and value >= 0):
+            raise UsageError(f"{name} must be a non-negative number, got {value}")
+
+
+def _outliers(d: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels of ``valid`` farther than ``threshold`` robust standard deviations from the
+    median of their 5x5 neighbourhood (of the depth extended past ``valid``); none when
+    ``threshold`` is 0."""
+    if not threshold > 0:
+        return np.zeros_like(valid)
+    import cv2
+
+    ext = _extend(d, valid, _MEDIAN_KSIZE // 2)
+    resid = np.abs(ext - cv2.medianBlur(ext, _MEDIAN_KSIZE))
+    sigma = max(1.4826 * float(np.median(resid[valid])), _MIN_NOISE_MM)
+    return valid & (resid > threshold * sigma)
 
 
 def _extend(d: np.ndarray, known: np.ndarray, n_rings: int) -> np.ndarray:
