@@ -674,14 +674,7 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
     aligned = prep.aligned
     mm_per_crop_px = prep.scale.mm_per_px / aligned.scale
     with stage("depth"):
-        height, width = prep.image.shape[:2]
-        if prep.focal_source == "default":
-            # Camera unknown: the photo may be a crop, so its centre says nothing about
-            # the optical axis. Assume the face is on the axis (the crop's centre), which
-            # leaves the landmark depths untilted instead of tilting them by a guess.
-            centre = np.array([(aligned.image.shape[1] - 1) / 2, (aligned.image.shape[0] - 1) / 2])
-        else:
-            centre = aligned.matrix @ np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
+        centre = aligned.matrix @ np.array([*_principal_point(prep), 1.0])
         raw_crop_mm, depth_info, landmark_z_mm = estimate_depth(
             aligned,
             prep.crop_mask,
@@ -733,27 +726,18 @@ def _camera(prep: _Prepared, landmarks: np.ndarray):
     """The photo's pinhole camera (:class:`~face3d_mesh.camera.Pinhole`), the distance from
     the metric scale at the outer eye corners.
 
-    Focal length known (given or from EXIF): the principal point at the photo's centre.
-    Only guessed (``focal_source`` "default": a 50 mm-equivalent lens, at least 3 face sizes
-    away): the principal point at the centre of the face's crop, where the depth stage also
-    puts the optical axis (the photo may be a crop). A photo is never orthographic: on
-    renders of the head scan without camera metadata the guessed perspective lowered the
-    NoW-like error on four sets of five (see the README's Accuracy).
+    The focal length is the photo's (given or from EXIF) or a guess (``focal_source``
+    "default": a 50 mm-equivalent lens, at least 3 face sizes away), the principal point
+    :func:`_principal_point`. A photo is never orthographic: on renders of the head scan
+    without camera metadata the guessed perspective lowered the NoW-like error on five
+    sets of six (see the README's Accuracy).
     """
     from .camera import Pinhole
     from .landmarks import LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER
 
-    height, width = prep.image.shape[:2]
-    if prep.focal_source == "default":
-        aligned = prep.aligned
-        crop_h, crop_w = aligned.image.shape[:2]
-        centre = np.array([(crop_w - 1) / 2, (crop_h - 1) / 2])
-        principal = np.linalg.solve(aligned.matrix[:, :2], centre - aligned.matrix[:, 2])
-    else:
-        principal = ((width - 1) / 2, (height - 1) / 2)
     return Pinhole.from_scale(
         prep.focal_px,
-        (float(principal[0]), float(principal[1])),
+        _principal_point(prep),
         landmarks[NOSE_TIP, :2],
         mm_per_px=prep.scale.mm_per_px,
         eye_depth_mm=0.5 * (landmarks[LEFT_EYE_OUTER, 2] + landmarks[RIGHT_EYE_OUTER, 2]),
@@ -852,6 +836,23 @@ def _photo_mask(points, shape, scale, config) -> np.ndarray:
     return face_mask(points, shape, grow_px=grow_px, erode_px=config.mask_erode_px)
 
 
+def _principal_point(prep: _Prepared) -> tuple[float, float]:
+    """Where the optical axis meets the photo (pixels), for the depth stage and the mesh.
+
+    Focal length known: the photo's centre. Only guessed: the photo may be a crop, so its
+    centre says nothing about the axis; the face is assumed on it (the centre of the face's
+    crop), which leaves the landmark depths untilted instead of tilting them by a guess.
+    """
+    if prep.focal_source != "default":
+        height, width = prep.image.shape[:2]
+        return (width - 1) / 2, (height - 1) / 2
+    matrix = prep.aligned.matrix
+    crop_h, crop_w = prep.aligned.image.shape[:2]
+    centre = np.array([(crop_w - 1) / 2, (crop_h - 1) / 2])
+    x, y = np.linalg.solve(matrix[:, :2], centre - matrix[:, 2])
+    return float(x), float(y)
+
+
 def _fit_focal_px(focal_px: float, face) -> float:
     """The focal length (pixels) the face-model fit assumes for a known camera: the photo's,
     but never a camera nearer than ``DEFAULT_FOCAL_PER_FACE_SIZE`` (3) face sizes.
@@ -859,8 +860,9 @@ def _fit_focal_px(focal_px: float, face) -> float:
     MediaPipe places the landmarks of a close-up (a 26 mm-equivalent lens 15 cm from the
     nose) as if the face were seen from farther away, as it does their depths (correction 0
     of the landmark backend, the same virtual distance): fitted with the photo's own short
-    focal length, the model leaves larger landmark residuals and a worse 3D shape. The
-    mesh itself is still built with the photo's camera (:func:`_camera`).
+    focal length, the model leaves larger landmark residuals, and on renders of close-ups
+    the depth map and the 3D surface (NoW-like error) came out worse. The mesh itself is
+    still built with the photo's camera (:func:`_camera`).
     """
     from .depth._landmark_depth import DEFAULT_FOCAL_PER_FACE_SIZE
 
