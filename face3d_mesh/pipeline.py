@@ -643,15 +643,6 @@ def _prepare(source, config, name, stage) -> _Prepared:
         )
     face = faces[config.face]
     focal_px, focal_source = _focal_length(source, image, face, config)
-    with stage("model_fit"):
-        # A perspective camera when the focal length is known; weak perspective otherwise.
-        known = focal_source != "default"
-        height, width = image.shape[:2]
-        model_fit = fit_face_model(
-            face.points,
-            focal_px=_fit_focal_px(focal_px, face) if known else None,
-            principal_point=((width - 1) / 2, (height - 1) / 2) if known else None,
-        )
     # The size the fitted identity implies (model_fit.mm_per_px) is not combined: on the
     # faces with a known or iris-measured size it moved the estimate the wrong way (the
     # scan: 93 mm between the outer eye corners for a true 82, against the prior's 90).
@@ -660,6 +651,14 @@ def _prepare(source, config, name, stage) -> _Prepared:
         aligned = align_face(image, face, size_px=config.working_size_px)
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
         mask = _photo_mask(face.points, image.shape[:2], scale, config)
+    with stage("model_fit"):
+        # A perspective camera always: the photo's, or the guessed lens (50 mm-equivalent,
+        # the face on the optical axis); never nearer than 3 face sizes (_fit_focal_px).
+        model_fit = fit_face_model(
+            face.points,
+            focal_px=_fit_focal_px(focal_px, face),
+            principal_point=_principal_point(image, aligned, focal_source),
+        )
     return _Prepared(
         name, image, len(faces), face, scale, aligned, crop_mask, mask, focal_px, focal_source,
         model_fit,
@@ -674,7 +673,8 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
     aligned = prep.aligned
     mm_per_crop_px = prep.scale.mm_per_px / aligned.scale
     with stage("depth"):
-        centre = aligned.matrix @ np.array([*_principal_point(prep), 1.0])
+        axis = _principal_point(prep.image, aligned, prep.focal_source)
+        centre = aligned.matrix @ np.array([*axis, 1.0])
         raw_crop_mm, depth_info, landmark_z_mm = estimate_depth(
             aligned,
             prep.crop_mask,
@@ -684,6 +684,7 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
             config=config,
             relative=relative,
             model_fit=prep.model_fit,
+            focal_known=prep.focal_source != "default",
         )
         depth_info = {
             **depth_info,
@@ -737,7 +738,7 @@ def _camera(prep: _Prepared, landmarks: np.ndarray):
 
     return Pinhole.from_scale(
         prep.focal_px,
-        _principal_point(prep),
+        _principal_point(prep.image, prep.aligned, prep.focal_source),
         landmarks[NOSE_TIP, :2],
         mm_per_px=prep.scale.mm_per_px,
         eye_depth_mm=0.5 * (landmarks[LEFT_EYE_OUTER, 2] + landmarks[RIGHT_EYE_OUTER, 2]),
@@ -836,18 +837,20 @@ def _photo_mask(points, shape, scale, config) -> np.ndarray:
     return face_mask(points, shape, grow_px=grow_px, erode_px=config.mask_erode_px)
 
 
-def _principal_point(prep: _Prepared) -> tuple[float, float]:
-    """Where the optical axis meets the photo (pixels), for the depth stage and the mesh.
+def _principal_point(image, aligned, focal_source: str) -> tuple[float, float]:
+    """Where the optical axis meets the photo (pixels), for the model fit, the depth stage
+    and the mesh.
 
     Focal length known: the photo's centre. Only guessed: the photo may be a crop, so its
     centre says nothing about the axis; the face is assumed on it (the centre of the face's
-    crop), which leaves the landmark depths untilted instead of tilting them by a guess.
+    crop, ``aligned``), which leaves the landmark depths untilted instead of tilting them
+    by a guess.
     """
-    if prep.focal_source != "default":
-        height, width = prep.image.shape[:2]
+    if focal_source != "default":
+        height, width = image.shape[:2]
         return (width - 1) / 2, (height - 1) / 2
-    matrix = prep.aligned.matrix
-    crop_h, crop_w = prep.aligned.image.shape[:2]
+    matrix = aligned.matrix
+    crop_h, crop_w = aligned.image.shape[:2]
     centre = np.array([(crop_w - 1) / 2, (crop_h - 1) / 2])
     x, y = np.linalg.solve(matrix[:, :2], centre - matrix[:, 2])
     return float(x), float(y)

@@ -334,3 +334,33 @@ def test_a_close_up_is_fitted_as_if_seen_from_three_face_sizes(monkeypatch, yaw,
     unclamped = now_like_error_mm(photo_focal, depth, fx)
     print(f"NoW-like: photo's focal {unclamped:.3f} mm, 3 face sizes {clamped:.3f} mm")
     assert clamped < unclamped - 0.03
+
+
+@needs_scan
+@pytest.mark.parametrize("lens_mm, yaw, pitch", [(35, 30, 0), (50, -30, 8)])
+def test_without_camera_metadata_a_turned_head_is_fitted_in_perspective(
+    monkeypatch, lens_mm, yaw, pitch
+):
+    """No focal length given (a photo without EXIF): the fit uses the guessed camera, not
+    weak perspective, which reads a turned head's perspective as more yaw (30° fitted as
+    35-43° on renders of the scan) and leaves a worse 3D face."""
+    from face3d_mesh import pipeline
+
+    image, depth, fx = render_scan(lens_mm=lens_mm, yaw=yaw, pitch=pitch)
+    rec = face3d_mesh.reconstruct(image, depth="hybrid")
+    assert rec.camera["focal_source"] == "default"
+    assert rec.model_fit.camera == "perspective"
+    assert rec.model_fit.focal_px == pytest.approx(rec.camera["focal_px"])
+    perspective_yaw = rec.model_fit.yaw_pitch_roll_deg[0]
+    perspective_now = now_like_error_mm(rec, depth, fx)
+
+    monkeypatch.setattr(pipeline, "_fit_focal_px", lambda focal_px, face: None)
+    weak = face3d_mesh.reconstruct(image, depth="hybrid")
+    assert weak.model_fit.camera == "weak_perspective"
+    weak_yaw = weak.model_fit.yaw_pitch_roll_deg[0]
+    weak_now = now_like_error_mm(weak, depth, fx)
+    print(f"yaw {yaw}: fitted {perspective_yaw:.1f} (weak perspective {weak_yaw:.1f}); "
+          f"NoW-like {perspective_now:.3f} mm (weak perspective {weak_now:.3f})")  # fmt: skip
+    assert abs(perspective_yaw - yaw) < 4.5
+    assert abs(weak_yaw - yaw) > abs(perspective_yaw - yaw) + 3
+    assert perspective_now < weak_now - 0.1

@@ -50,6 +50,7 @@ def estimate_depth(
     config,
     relative: np.ndarray | None = None,
     model_fit=None,
+    focal_known: bool = True,
 ) -> tuple[np.ndarray, dict, np.ndarray]:
     """Run the depth backend chosen by ``config.depth`` on an aligned face.
 
@@ -71,6 +72,9 @@ def estimate_depth(
     model_fit : ModelFit, optional
         The morphable model fitted to the photo's landmarks (needed by ``model``,
         ``hybrid`` and ``fused``).
+    focal_known : bool
+        Whether ``focal_px`` is the photo's (given or from EXIF) rather than a guess;
+        with a guess ``hybrid`` keeps the landmark depth's tilt (:func:`blend_depths`).
 
     Returns
     -------
@@ -93,7 +97,7 @@ def estimate_depth(
         return reference, info, landmark_z
     prior, prior_z, prior_info = _offline_prior(
         "model" if backend == "model" else OFFLINE_DEFAULT,
-        reference, landmark_z, aligned, mask, mm_per_px, model_fit,
+        reference, landmark_z, aligned, mask, mm_per_px, model_fit, focal_known,
     )  # fmt: skip
     if backend in ("model", "hybrid"):
         return prior, {**info, **prior_info}, prior_z
@@ -105,7 +109,9 @@ def estimate_depth(
     return depth, {**fusion, "prior": prior_info["backend"]}, prior_z
 
 
-def _offline_prior(backend, reference, landmark_z, aligned, mask, mm_per_px, model_fit):
+def _offline_prior(
+    backend, reference, landmark_z, aligned, mask, mm_per_px, model_fit, focal_known
+):
     """The ``model`` or ``hybrid`` depth (crop grid, mm), its landmark depths and info."""
     from ._model_depth import blend_depths, model_depth_mm
 
@@ -116,7 +122,7 @@ def _offline_prior(backend, reference, landmark_z, aligned, mask, mm_per_px, mod
     if backend == "model":
         return depth, z, info
     blended, scale, offset = blend_depths(
-        depth, reference, mask, tilt_from_landmarks=model_fit.camera != "perspective"
+        depth, reference, mask, tilt_from_landmarks=not focal_known
     )
     info.update(landmark_scale=scale)
     return blended, 0.5 * (z + scale * landmark_z + offset), info
