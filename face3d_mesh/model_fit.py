@@ -11,7 +11,8 @@ expression weights (in [0, 1], a weak pull toward 0) that best explain
   which carry most of what is known about the head's pitch.
 
 Cameras: **perspective** (a pinhole with known focal length and principal point) or
-**weak perspective** (orthographic projection and one scale, when the camera is unknown).
+**weak perspective** (orthographic projection and one scale, when no focal length is
+given; the pipeline always gives one, the photo's or a guess).
 The fit alternates a linear least-squares solve of the coefficients given the pose (bounds
 on the expression weights by an active-set method) with a few Gauss-Newton steps of the
 pose given the shape: deterministic, ~10-30 ms.

@@ -24,7 +24,8 @@ are not run by default.
 
 Each case's focal length (from its ``.json``) is given to the pipeline as a photo's EXIF
 tag FocalLengthIn35mmFilm would give it; ``--no-intrinsics`` scores the pipeline as it
-runs on a photo without camera metadata (weak perspective; the face on the optical axis).
+runs on a photo without camera metadata (a guessed 50 mm-equivalent lens; the face on the
+optical axis).
 
 Usage: ``python scripts/bench_fidelity.py [--data DIR ...] [--backends landmarks,model,hybrid]
 [--limit N] [--no-intrinsics]``
