@@ -857,8 +857,9 @@ def _principal_point(image, aligned, focal_source: str) -> tuple[float, float]:
 
 
 def _fit_focal_px(focal_px: float, face) -> float:
-    """The focal length (pixels) the face-model fit assumes for a known camera: the photo's,
-    but never a camera nearer than ``DEFAULT_FOCAL_PER_FACE_SIZE`` (3) face sizes.
+    """The focal length (pixels) the face-model fit assumes: the photo's (known or guessed;
+    a guess is already this long), but never a camera nearer than
+    ``DEFAULT_FOCAL_PER_FACE_SIZE`` (3) face sizes.
 
     MediaPipe places the landmarks of a close-up (a 26 mm-equivalent lens 15 cm from the
     nose) as if the face were seen from farther away, as it does their depths (correction 0
