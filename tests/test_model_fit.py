@@ -364,3 +364,22 @@ def test_without_camera_metadata_a_turned_head_is_fitted_in_perspective(
     assert abs(perspective_yaw - yaw) < 4.5
     assert abs(weak_yaw - yaw) > abs(perspective_yaw - yaw) + 3
     assert perspective_now < weak_now - 0.1
+
+
+@needs_scan
+def test_without_camera_metadata_a_crop_keeps_the_head_pose():
+    """No focal length: the optical axis is assumed through the face, not the photo's
+    centre (a crop's centre is not the axis), so an off-centre crop of a photo is fitted
+    with the pose of the whole photo; through the crop's centre it would turn by ~4.5°."""
+    image, _, _ = render_scan(lens_mm=50, yaw=20, pitch=-5)
+    full = face3d_mesh.reconstruct(image)
+    crop = face3d_mesh.reconstruct(np.ascontiguousarray(image[:600, :600]))  # same pixels
+    for rec in (full, crop):
+        assert rec.camera["focal_source"] == "default"
+    # the two photos' centres are 84 px (4.5° at this focal length) apart; the axes are not
+    axis_full, axis_crop = (np.asarray(r.camera["principal_point_px"]) for r in (full, crop))
+    assert np.linalg.norm(axis_full - axis_crop) < 0.25 * 84
+    angles = np.subtract(full.model_fit.yaw_pitch_roll_deg, crop.model_fit.yaw_pitch_roll_deg)
+    print(f"yaw, pitch, roll differences: {np.round(angles, 2)} degrees")
+    assert np.abs(angles).max() < 1.5
+    assert abs(full.model_fit.yaw_pitch_roll_deg[0] - 20) < 4
