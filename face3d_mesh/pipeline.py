@@ -618,6 +618,7 @@ class _Prepared:
     mask: np.ndarray
     focal_px: float
     focal_source: str
+    axis_px: tuple[float, float]
     model_fit: object
 
 
@@ -651,17 +652,16 @@ def _prepare(source, config, name, stage) -> _Prepared:
         aligned = align_face(image, face, size_px=config.working_size_px)
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
         mask = _photo_mask(face.points, image.shape[:2], scale, config)
+    axis = _principal_point(image, aligned, focal_source)
     with stage("model_fit"):
         # A perspective camera always: the photo's, or the guessed lens (50 mm-equivalent,
         # the face on the optical axis); never nearer than 3 face sizes (_fit_focal_px).
         model_fit = fit_face_model(
-            face.points,
-            focal_px=_fit_focal_px(focal_px, face),
-            principal_point=_principal_point(image, aligned, focal_source),
+            face.points, focal_px=_fit_focal_px(focal_px, face), principal_point=axis
         )
     return _Prepared(
         name, image, len(faces), face, scale, aligned, crop_mask, mask, focal_px, focal_source,
-        model_fit,
+        axis, model_fit,
     )  # fmt: skip
 
 
@@ -673,8 +673,7 @@ def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconst
     aligned = prep.aligned
     mm_per_crop_px = prep.scale.mm_per_px / aligned.scale
     with stage("depth"):
-        axis = _principal_point(prep.image, aligned, prep.focal_source)
-        centre = aligned.matrix @ np.array([*axis, 1.0])
+        centre = aligned.matrix @ np.array([*prep.axis_px, 1.0])
         raw_crop_mm, depth_info, landmark_z_mm = estimate_depth(
             aligned,
             prep.crop_mask,
@@ -738,7 +737,7 @@ def _camera(prep: _Prepared, landmarks: np.ndarray):
 
     return Pinhole.from_scale(
         prep.focal_px,
-        _principal_point(prep.image, prep.aligned, prep.focal_source),
+        prep.axis_px,
         landmarks[NOSE_TIP, :2],
         mm_per_px=prep.scale.mm_per_px,
         eye_depth_mm=0.5 * (landmarks[LEFT_EYE_OUTER, 2] + landmarks[RIGHT_EYE_OUTER, 2]),

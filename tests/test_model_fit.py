@@ -343,7 +343,7 @@ def test_without_camera_metadata_a_turned_head_is_fitted_in_perspective(
 ):
     """No focal length given (a photo without EXIF): the fit uses the guessed camera, not
     weak perspective, which reads a turned head's perspective as more yaw (30° fitted as
-    35-43° on renders of the scan) and leaves a worse 3D face."""
+    33-43° on renders of the scan) and leaves a worse 3D face."""
     from face3d_mesh import pipeline
 
     image, depth, fx = render_scan(lens_mm=lens_mm, yaw=yaw, pitch=pitch)
