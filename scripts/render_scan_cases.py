@@ -91,6 +91,10 @@ def render(mesh, texture, rot, t, fx, size=768, lights="key"):
     at the origin looking along +z (OpenCV axes), principal point at the image centre."""
     import pyvista as pv
 
+    from face3d_mesh._opengl import load_triton_before_opengl
+
+    load_triton_before_opengl()  # else a later ``import torch`` in this process can crash
+
     posed = mesh.copy()
     posed.points = np.asarray(mesh.points) @ rot.T + t
     plotter = pv.Plotter(off_screen=True, window_size=(size, size), lighting="none")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+from scan_renders import needs_scan
 
 
 def test_render_then_import_timm(clean_env, tmp_path):
@@ -23,3 +26,25 @@ def test_render_then_import_timm(clean_env, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ok 2.0" in result.stdout
+
+
+@needs_scan
+def test_render_a_scan_case_then_import_timm(clean_env):
+    """The scan renders the accuracy tests make (off-screen VTK) leave torch importable."""
+    code = (
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from scan_renders import render_scan\n"
+        "rgb, depth, focal = render_scan(yaw=10.0, size=256)[:3]\n"
+        "import timm, torch\n"
+        "print('ok', rgb.shape, float(torch.ones(2).sum()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ok (256, 256, 3) 2.0" in result.stdout

@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from .._opengl import load_triton_before_opengl
 from ..errors import ImageError, OutputError, UsageError
 
 __all__ = [
@@ -156,24 +157,6 @@ def _check_mode(mode):
         raise UsageError(f"invalid mode {mode!r}: use one of {', '.join(MODES)}")
 
 
-def _load_triton_before_opengl() -> None:
-    """Import triton (if installed) before VTK opens an OpenGL context.
-
-    Mesa's software renderer loads its own LLVM; triton, which torch imports with the
-    neural depth models, bundles another, and loading triton *after* Mesa's LLVM crashes
-    the process (segmentation fault). Loaded in the other order they coexist, and triton
-    costs ~0.25 s to import. Without triton installed there is nothing to do.
-    """
-    import importlib.util
-
-    if "triton" in sys.modules or importlib.util.find_spec("triton") is None:
-        return
-    try:
-        import triton  # noqa: F401
-    except Exception:  # a broken triton must not stop the viewer
-        pass
-
-
 def show(
     source,
     *,
@@ -269,7 +252,7 @@ def show(
         path = Path(source.source)
         output_dir, output_stem = _outputs_next_to(path, output_dir, output_stem)
         title = title or f"face3d_mesh - {path.name}"
-    _load_triton_before_opengl()
+    load_triton_before_opengl()
     from . import _viewer_impl
 
     viewer = _viewer_impl.FaceViewer(
