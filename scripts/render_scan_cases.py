@@ -121,7 +121,61 @@ def render(mesh, texture, rot, t, fx, size=768, lights="key"):
     return image, depth.astype(np.float32)
 
 
-def write_case(out_dir: Path, name: str, image, depth, *, fx, f35, size, pose, lights):
+def scan_landmarks(mesh, texture) -> np.ndarray:
+    """The scan's 468 MediaPipe face-mesh landmarks in its model frame (mm; NaN where the
+    render has no depth): found on a frontal 50 mm render and lifted with its true depth."""
+    import cv2
+
+    from face3d_mesh.landmarks import detect_faces
+
+    size, fx = 768, 50 / 36 * 768
+    rot = rotation(0.0, 0.0, 0.0)
+    t = np.array([0.0, 0.0, 0.44 * fx]) - rot @ PIVOT_MODEL_MM
+    image, depth = render(mesh, texture, rot, t, fx, size, "front")
+    uv = detect_faces(np.ascontiguousarray(image[:, :, :3]))[0].points[:468, :2]
+    z = cv2.remap(depth, *uv.astype(np.float32).T[:, :, None], cv2.INTER_NEAREST)[:, 0]
+    c = (size - 1) / 2
+    cam = np.column_stack([(uv - c) / fx * z[:, None], z])
+    return (cam - t) @ rot  # X_model = R^T (X_cam - t), row by row
+
+
+def morph_scan(mesh, texture, seed: int, sd: float = 1.0):
+    """The scan with another face shape: a random identity of the ICT face model, as a
+    displacement from the model's neutral face, carried onto the scan.
+
+    The identity coefficients are N(0, ``sd``²) from ``seed``. The model is placed on the
+    scan by the similarity that best maps its landmarks onto the scan's
+    (:func:`scan_landmarks`); each scan vertex moves by a Gaussian-weighted mean of the
+    displacements of its 16 nearest model vertices (σ = 6 mm, or the distance to the nearest
+    one if larger: the scalp, ears and neck follow the face's edge smoothly). The scan keeps
+    its own details, texture and all that the model cannot represent, so the result is not
+    an ICT face; but its change of shape is one the model can represent, which favours the
+    ``model`` and ``hybrid`` backends somewhat on these renders. Returns (morphed mesh,
+    {"seed", "sd", "model_scale"}).
+    """
+    from scipy.spatial import cKDTree
+
+    from face3d_mesh._model_solver import umeyama
+    from face3d_mesh.morphable import face_model
+
+    model = face_model()
+    target = scan_landmarks(mesh, texture)
+    source = model.landmark_mean[:468]
+    ok = np.isfinite(target).all(axis=1)
+    s, rot, t = umeyama(source[ok], target[ok])
+    coef = np.random.default_rng(seed).normal(0.0, sd, model.n_identity)
+    delta = (model.vertices(coef) - model.neutral).astype(np.float64) @ rot.T * s
+    placed = model.neutral.astype(np.float64) @ rot.T * s + t
+    dist, idx = cKDTree(placed).query(np.asarray(mesh.points), k=16)
+    sigma = np.maximum(6.0, dist[:, :1])
+    weight = np.exp(-0.5 * (dist / sigma) ** 2)
+    shift = np.einsum("nk,nkc->nc", weight, delta[idx]) / weight.sum(axis=1, keepdims=True)
+    morphed = mesh.copy()
+    morphed.points = np.asarray(mesh.points) + shift.astype(np.float32)
+    return morphed, {"seed": seed, "sd": sd, "model_scale": s}
+
+
+def write_case(out_dir: Path, name: str, image, depth, *, fx, f35, size, pose, lights, subject):
     """The three files of one case, in the shared set's layout."""
     import cv2
 
@@ -133,6 +187,7 @@ def write_case(out_dir: Path, name: str, image, depth, *, fx, f35, size, pose, l
         "intrinsics": {"fx": fx, "fy": fx, "cx": c, "cy": c, "focal_35mm_equiv_mm": f35},
         "pose": pose,
         "lighting": {"name": lights},
+        "subject": subject,
     }
     (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
 
@@ -188,9 +243,20 @@ def main(argv=None):
     ap.add_argument(
         "--distance-factor", type=float, default=0.44, help="camera distance / 768-px focal length"
     )
+    ap.add_argument(
+        "--morph",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="give the scan another face shape (a random ICT identity from SEED; see morph_scan)",
+    )
+    ap.add_argument("--morph-sd", type=float, default=1.0, help="--morph: coefficients' sd")
     args = ap.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     mesh, texture = load_scan(args.scan_dir)
+    subject = {"scan": "Lee Perry-Smith head scan (CC BY 3.0)"}
+    if args.morph is not None:
+        mesh, subject["morph"] = morph_scan(mesh, texture, args.morph, args.morph_sd)
     size = args.size
     cases = sweep_cases(args) if args.sweep else random_cases(args.count, args.seed, size)
     for name, yaw, pitch, roll, f35, lights, factor, shift in cases:
@@ -202,7 +268,16 @@ def main(argv=None):
         pose = {"yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll, "R": rot.tolist(),
                 "t_mm": t.tolist()}  # fmt: skip
         write_case(
-            args.out_dir, name, image, depth, fx=fx, f35=f35, size=size, pose=pose, lights=lights
+            args.out_dir,
+            name,
+            image,
+            depth,
+            fx=fx,
+            f35=f35,
+            size=size,
+            pose=pose,
+            lights=lights,
+            subject=subject,
         )
         print(name, flush=True)
 
