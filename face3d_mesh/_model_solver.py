@@ -19,10 +19,14 @@ __all__ = ["FitProblem", "umeyama", "LANDMARK_SIGMA_MM", "CONTOUR_SIGMA_MM", "DE
 
 #: Standard deviation of a landmark's image position, mm on the face (MediaPipe's error and
 #: the registration's together; larger than either alone since neighbouring landmarks'
-#: errors are correlated).
-LANDMARK_SIGMA_MM = 3.0
+#: errors are correlated: on renders of a head scan given other faces' shapes, MediaPipe's
+#: landmarks followed the change of shape only in part, 1-1.6 mm rms off). 4 mm (the face
+#: oval 1.5 times that) gave a smaller NoW-like error than 3 on every render set, for the
+#: scan and four morphed faces, with and without the focal length; 5 was better still on
+#: the scan, whose face is close to the model's mean, but not on the other faces.
+LANDMARK_SIGMA_MM = 4.0
 #: Standard deviation of the face-oval landmarks across the oval, mm.
-CONTOUR_SIGMA_MM = 4.5
+CONTOUR_SIGMA_MM = 6.0
 #: Standard deviation of MediaPipe's relative depth of a landmark, mm (after its offset,
 #: tilt and scale are fitted away).
 DEPTH_SIGMA_MM = 5.0

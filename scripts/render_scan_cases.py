@@ -14,6 +14,11 @@ Two modes:
   ``--roll``, ``--lens`` and ``--lights`` (comma-separated; degrees, 35 mm-equivalent focal
   lengths in mm, light names), e.g. a pitch sweep of frontal views.
 
+``--morph SEED`` renders, in either mode, the scan with another face's shape (a random
+identity of the face model, carried onto the scan: :func:`morph_scan`), to check accuracy
+on more than one face; ``--morph-sd`` sets the coefficients' spread (default 1, the model's
+prior). The cases' ``.json`` name the morph under ``subject``.
+
 Pose convention as in the shared set: X_cam = R X_model + t, R = Rz(roll) Rx(-pitch) Ry(-yaw)
 diag(1, -1, -1): yaw > 0 turns the nose to the image's right, pitch > 0 lifts the chin (head
 tilted up), roll > 0 tilts the head's top to the image's right. The depth of the shared cases
@@ -30,6 +35,8 @@ Examples::
     python scripts/render_scan_cases.py ../shared/fidelity/scan /tmp/val --count 28 --seed 7
     python scripts/render_scan_cases.py ../shared/fidelity/scan /tmp/pitch --sweep \\
         --pitch=-20,-10,0,10,20 --roll=-15,0,15 --lens 24,50,85 --lights key,window
+    python scripts/render_scan_cases.py ../shared/fidelity/scan /tmp/face3 --count 15 \\
+        --seed 103 --morph 3
 """
 
 from __future__ import annotations

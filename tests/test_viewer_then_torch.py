@@ -34,7 +34,7 @@ def test_render_a_scan_case_then_import_timm(clean_env):
     code = (
         "import sys; sys.path.insert(0, 'tests')\n"
         "from scan_renders import render_scan\n"
-        "rgb, depth, focal = render_scan(yaw=10.0, size=256)[:3]\n"
+        "rgb, depth, focal = render_scan(yaw=10.0, size=256)\n"
         "import timm, torch\n"
         "print('ok', rgb.shape, float(torch.ones(2).sum()))\n"
     )
