@@ -155,9 +155,9 @@ def morph_scan(mesh, texture, seed: int, sd: float = 1.0):
     (:func:`scan_landmarks`); each scan vertex moves by a Gaussian-weighted mean of the
     displacements of its 64 nearest model vertices (σ = 6 mm + half the distance to the
     nearest), faded out beyond 8 mm from the model's face (σ 20 mm: the scalp, ears and
-    neck stay, stretched smoothly; no vertex moves 0.75 × farther than its neighbours are
-    from it in the seeds tried, so the surface does not fold). The scan keeps
-    its own details, texture and all that the model cannot represent, so the result is not
+    neck stay, stretched smoothly; in seeds 1-4 no edge's two ends move apart or together
+    by more than 0.75 of its length, so the surface does not fold). The scan keeps its own
+    details, texture and all that the model cannot represent, so the result is not
     an ICT face; but its change of shape is one the model can represent, which favours the
     ``model`` and ``hybrid`` backends somewhat on these renders. Returns (morphed mesh,
     {"seed", "sd", "model_scale"}).
