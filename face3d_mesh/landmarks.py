@@ -87,6 +87,9 @@ _CROP_SIDE = 512
 # tracking uses 1.5); a pass counts when its box overlaps the first pass's this much (IoU).
 _REFINE_FACTORS = (1.4, 1.7)
 _REFINE_MIN_IOU = 0.6
+# How many times the refinement may replace a first pass that every refining pass
+# contradicts (see LandmarkDetector._refined).
+_RESEED_MAX = 2
 
 
 @dataclass(frozen=True)
@@ -322,14 +325,27 @@ class LandmarkDetector:
     def _refined(self, image, face: FaceLandmarks) -> FaceLandmarks:
         """The mean of ``face`` and of the face mesh run on upright crops around it.
 
-        Passes that find no face, or a different one, are left out.
+        Passes that find no face, or a different one, are left out. When every pass
+        disagrees with ``face`` but the passes agree with each other, ``face`` was the
+        wrong one: the face detector's box can cover only part of a face (seen on a head
+        turned and tilted up, the box on the mouth and chin, the mesh shrunk onto them),
+        and the wider crops around it then show the whole face. Their mean becomes the
+        new first pass, up to :data:`_RESEED_MAX` times.
         """
-        passes = [face.points]
-        for factor in _REFINE_FACTORS:
-            found = self._mesh_upright(image, face, factor)
-            if found is not None and _iou(found.box, face.box) >= _REFINE_MIN_IOU:
-                passes.append(found.points)
-        return FaceLandmarks(points=np.mean(passes, axis=0), image_shape=face.image_shape)
+        for _ in range(_RESEED_MAX + 1):
+            found = [self._mesh_upright(image, face, factor) for factor in _REFINE_FACTORS]
+            found = [f for f in found if f is not None]
+            agree = [f.points for f in found if _iou(f.box, face.box) >= _REFINE_MIN_IOU]
+            if agree or not _consistent(found):
+                break
+            face = FaceLandmarks(
+                points=np.mean([f.points for f in found], axis=0), image_shape=face.image_shape
+            )
+        else:
+            agree = []
+        return FaceLandmarks(
+            points=np.mean([face.points, *agree], axis=0), image_shape=face.image_shape
+        )
 
     def _mesh_upright(self, image, face: FaceLandmarks, factor: float) -> FaceLandmarks | None:
         """The face mesh on a crop around ``face``, rotated upright, ``factor`` boxes wide."""
@@ -417,6 +433,13 @@ def _mesh_points(result, shape):
         pts[:, :2] -= 0.5
         faces.append(pts)
     return faces
+
+
+def _consistent(faces) -> bool:
+    """Two or more faces, all overlapping each other by the refinement's IoU."""
+    return len(faces) >= 2 and all(
+        _iou(a.box, b.box) >= _REFINE_MIN_IOU for i, a in enumerate(faces) for b in faces[i + 1 :]
+    )
 
 
 def _deduplicate(faces):
