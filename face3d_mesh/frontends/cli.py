@@ -74,8 +74,24 @@ def _size(text):
 
 
 def _add_pipeline_options(parser):
+    """The reconstruction options that every command running the pipeline takes."""
     defaults = ReconstructionConfig()
     group = parser.add_argument_group("reconstruction")
+    _add_depth_options(group, defaults)
+    _add_filter_options(group, defaults)
+    _add_mask_and_surface_options(group, defaults)
+    group.add_argument(
+        "--focal-px",
+        dest="focal_length_px",
+        type=_positive_float,
+        default=None,
+        help="the photo's focal length in pixels (default: EXIF, else a 50 mm-equivalent guess)",
+    )
+    group.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+
+
+def _add_depth_options(group, defaults: ReconstructionConfig) -> None:
+    """Which face, and the depth backend and its network."""
     group.add_argument(
         "--face",
         type=_non_negative_int,
@@ -101,6 +117,10 @@ def _add_pipeline_options(parser):
     group.add_argument(
         "--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps (default auto)"
     )
+
+
+def _add_filter_options(group, defaults: ReconstructionConfig) -> None:
+    """The depth filtering stage's options."""
     group.add_argument(
         "--bilateral-space-mm",
         dest="bilateral_sigma_space_mm",
@@ -136,6 +156,10 @@ def _add_pipeline_options(parser):
         default=defaults.smooth_sigma_mm,
         help="extra Gaussian smoothing sigma, mm (default 0 = none)",
     )
+
+
+def _add_mask_and_surface_options(group, defaults: ReconstructionConfig) -> None:
+    """The face mask, the surface grid and the working size."""
     group.add_argument(
         "--mask-margin-mm",
         type=_non_negative_float,
@@ -169,14 +193,6 @@ def _add_pipeline_options(parser):
         default=defaults.working_size_px,
         help=f"long side of the aligned face crop, pixels (default {defaults.working_size_px})",
     )
-    group.add_argument(
-        "--focal-px",
-        dest="focal_length_px",
-        type=_positive_float,
-        default=None,
-        help="the photo's focal length in pixels (default: EXIF, else a 50 mm-equivalent guess)",
-    )
-    group.add_argument("-q", "--quiet", action="store_true", help="print only errors")
 
 
 def _config_from(args) -> ReconstructionConfig:
@@ -194,7 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (
+        _add_export_command,
+        _add_depth_command,
+        _add_info_command,
+        _add_view_command,
+        _add_models_command,
+        _add_batch_command,
+        _add_web_command,
+    ):
+        add(sub)
+    return parser
 
+
+def _add_export_command(sub) -> None:
+    """The ``export`` command: one photo to one mesh file."""
     p = sub.add_parser(
         "export",
         help="write the face mesh as STL, OBJ (+texture), PLY, GLB (+texture) or 3MF",
@@ -234,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pipeline_options(p)
 
+
+def _add_depth_command(sub) -> None:
+    """The ``depth`` command: one photo to its depth map."""
     p = sub.add_parser(
         "depth",
         help="write the depth map (PNG: lighter = closer; .npy: mm)",
@@ -250,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--16bit", dest="sixteen_bit", action="store_true", help="write a 16-bit PNG")
     _add_pipeline_options(p)
 
+
+def _add_info_command(sub) -> None:
+    """The ``info`` command: the faces found and the scale's cues."""
     p = sub.add_parser("info", help="list the faces found and how the scale would be set")
     p.add_argument("photo")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -258,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, metavar="PATH")
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
 
+
+def _add_view_command(sub) -> None:
+    """The ``view`` command: the interactive viewer or a screenshot."""
     p = sub.add_parser("view", help="interactive 3D viewer (or --screenshot headless)")
     p.add_argument("photo", help="input photo, or a mesh file (.stl, .obj, .ply, .glb, .3mf)")
     p.add_argument(
@@ -274,12 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pipeline_options(p)
 
+
+def _add_models_command(sub) -> None:
+    """The ``models`` command: list or download the neural depth models."""
     p = sub.add_parser("models", help="list neural depth models, or download one")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
     msub.add_parser("list", help="list the models (default)")
     d = msub.add_parser("download", help="download a model's weights into the cache")
     d.add_argument("name")
 
+
+def _add_batch_command(sub) -> None:
+    """The ``batch`` command: a folder of photos, locally or on Ray."""
     p = sub.add_parser("batch", help="reconstruct every image of a folder or glob")
     p.add_argument("inputs", help="folder, or glob pattern in quotes (e.g. 'photos/*.jpg')")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
@@ -326,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pipeline_options(p)
 
+
+def _add_web_command(sub) -> None:
+    """The ``web`` command: serve the web app."""
     p = sub.add_parser(
         "web",
         help="the web app: upload a photo in a browser, turn the 3D face, download files",
@@ -338,7 +386,6 @@ def build_parser() -> argparse.ArgumentParser:
         "network interface, best behind a reverse proxy, see the README)",
     )
     p.add_argument("--port", type=_port, default=8501, help="port (default 8501)")
-    return parser
 
 
 def _port(text):
