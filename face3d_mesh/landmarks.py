@@ -332,17 +332,15 @@ class LandmarkDetector:
         and the wider crops around it then show the whole face. Their mean becomes the
         new first pass, up to :data:`_RESEED_MAX` times.
         """
-        for _ in range(_RESEED_MAX + 1):
+        for attempt in range(_RESEED_MAX + 1):
             found = [self._mesh_upright(image, face, factor) for factor in _REFINE_FACTORS]
             found = [f for f in found if f is not None]
             agree = [f.points for f in found if _iou(f.box, face.box) >= _REFINE_MIN_IOU]
-            if agree or not _consistent(found):
+            if agree or attempt == _RESEED_MAX or not _consistent(found):
                 break
             face = FaceLandmarks(
                 points=np.mean([f.points for f in found], axis=0), image_shape=face.image_shape
             )
-        else:
-            agree = []
         return FaceLandmarks(
             points=np.mean([face.points, *agree], axis=0), image_shape=face.image_shape
         )
