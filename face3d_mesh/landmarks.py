@@ -84,8 +84,11 @@ _MIN_TILE_PX = 256
 _CROP_FACTOR = 2.0
 _CROP_SIDE = 512
 # The refining passes: upright crops these many landmark-box sizes wide (MediaPipe's
-# tracking uses 1.5); a pass counts when its box overlaps the first pass's this much (IoU).
-_REFINE_FACTORS = (1.4, 1.7)
+# tracking uses 1.5), the second mirrored (the face mesh run on the flipped crop, its
+# landmarks flipped back and their left/right indices swapped), so that the network's own
+# left/right biases cancel in part; a pass counts when its box overlaps the first pass's
+# this much (IoU).
+_REFINE_PASSES = ((1.4, False), (1.7, True))
 _REFINE_MIN_IOU = 0.6
 # How many times the refinement may replace a first pass that every refining pass
 # contradicts (see LandmarkDetector._refined).
@@ -300,9 +303,12 @@ class LandmarkDetector:
         matrix = np.array([[scale, 0.0, out / 2 - scale * cx], [0.0, scale, out / 2 - scale * cy]])
         return self._mesh_through(image, matrix)
 
-    def _mesh_through(self, image, matrix: np.ndarray) -> FaceLandmarks | None:
+    def _mesh_through(
+        self, image, matrix: np.ndarray, *, mirrored: bool = False
+    ) -> FaceLandmarks | None:
         """The face mesh on the square crop that the 2×3 similarity ``matrix`` maps the
-        photo to (photo pixels -> crop pixels), mapped back to the photo."""
+        photo to (photo pixels -> crop pixels), mapped back to the photo; with
+        ``mirrored`` run on the crop flipped left to right and flipped back."""
         import cv2
 
         # Edge replication outside the image keeps the mesh's detector from seeing a hard
@@ -314,9 +320,14 @@ class LandmarkDetector:
             flags=cv2.INTER_AREA if np.linalg.det(matrix[:, :2]) < 1 else cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
+        if mirrored:
+            crop = np.ascontiguousarray(crop[:, ::-1])
         faces = _mesh_points(self._mesh_single.process(crop), crop.shape)
         if not faces:
             return None
+        if mirrored:
+            faces[0][:, 0] = (crop.shape[1] - 1) - faces[0][:, 0]
+            faces[0] = faces[0][mirrored_landmark_order()]
         inverse = cv2.invertAffineTransform(matrix)
         return FaceLandmarks(points=faces[0], image_shape=image.shape[:2]).transformed(
             inverse, shape=image.shape[:2]
@@ -333,7 +344,7 @@ class LandmarkDetector:
         new first pass, up to :data:`_RESEED_MAX` times.
         """
         for attempt in range(_RESEED_MAX + 1):
-            found = [self._mesh_upright(image, face, factor) for factor in _REFINE_FACTORS]
+            found = [self._mesh_upright(image, face, f, mirrored=m) for f, m in _REFINE_PASSES]
             found = [f for f in found if f is not None]
             agree = [f.points for f in found if _iou(f.box, face.box) >= _REFINE_MIN_IOU]
             if agree or attempt == _RESEED_MAX or not _consistent(found):
@@ -345,8 +356,11 @@ class LandmarkDetector:
             points=np.mean([face.points, *agree], axis=0), image_shape=face.image_shape
         )
 
-    def _mesh_upright(self, image, face: FaceLandmarks, factor: float) -> FaceLandmarks | None:
-        """The face mesh on a crop around ``face``, rotated upright, ``factor`` boxes wide."""
+    def _mesh_upright(
+        self, image, face: FaceLandmarks, factor: float, *, mirrored: bool = False
+    ) -> FaceLandmarks | None:
+        """The face mesh on a crop around ``face``, rotated upright, ``factor`` boxes wide
+        (``mirrored``: see :meth:`_mesh_through`)."""
         angle = math.radians(face.roll_deg)
         cos, sin = math.cos(angle), math.sin(angle)
         rotation = np.array([[cos, sin], [-sin, cos]])  # photo -> upright (removes the roll)
@@ -359,7 +373,7 @@ class LandmarkDetector:
         matrix = np.zeros((2, 3))
         matrix[:, :2] = scale * rotation
         matrix[:, 2] = _CROP_SIDE / 2 - scale * (lo + hi) / 2
-        return self._mesh_through(image, matrix)
+        return self._mesh_through(image, matrix, mirrored=mirrored)
 
     def _mesh_whole(self, image):
         small, factor = _downscale(image, _DETECT_MAX_SIDE)
@@ -431,6 +445,65 @@ def _mesh_points(result, shape):
         pts[:, :2] -= 0.5
         faces.append(pts)
     return faces
+
+
+#: Left/right landmark pairs of MediaPipe's 468-point face mesh (subject's right, subject's
+#: left); the 28 landmarks on the midline map to themselves. The pairing maps each eye,
+#: eyebrow, the lips and the face oval onto their mirror sets and preserves the mesh's edges
+#: (up to the diagonals of a few quads).
+MIRROR_PAIRS = (
+    (3, 248), (7, 249), (20, 250), (21, 251), (22, 252), (23, 253), (24, 254), (25, 255),
+    (26, 256), (27, 257), (28, 258), (29, 259), (30, 260), (31, 261), (32, 262), (33, 263),
+    (34, 264), (35, 265), (36, 266), (37, 267), (38, 268), (39, 269), (40, 270), (41, 271),
+    (42, 272), (43, 273), (44, 274), (45, 275), (46, 276), (47, 277), (48, 278), (49, 279),
+    (50, 280), (51, 281), (52, 282), (53, 283), (54, 284), (55, 285), (56, 286), (57, 287),
+    (58, 288), (59, 289), (60, 290), (61, 291), (62, 292), (63, 293), (64, 294), (65, 295),
+    (66, 296), (67, 297), (68, 298), (69, 299), (70, 300), (71, 301), (72, 302), (73, 303),
+    (74, 304), (75, 305), (76, 306), (77, 307), (78, 308), (79, 309), (80, 310), (81, 311),
+    (82, 312), (83, 313), (84, 314), (85, 315), (86, 316), (87, 317), (88, 318), (89, 319),
+    (90, 320), (91, 321), (92, 322), (93, 323), (95, 324), (96, 325), (97, 326), (98, 327),
+    (99, 328), (100, 329), (101, 330), (102, 331), (103, 332), (104, 333), (105, 334),
+    (106, 335), (107, 336), (108, 337), (109, 338), (110, 339), (111, 340), (112, 341),
+    (113, 342), (114, 343), (115, 344), (116, 345), (117, 346), (118, 347), (119, 348),
+    (120, 349), (121, 350), (122, 351), (123, 352), (124, 353), (125, 354), (126, 355),
+    (127, 356), (128, 357), (129, 358), (130, 359), (131, 360), (132, 361), (133, 362),
+    (134, 363), (135, 364), (136, 365), (137, 366), (138, 367), (139, 368), (140, 369),
+    (141, 370), (142, 371), (143, 372), (144, 373), (145, 374), (146, 375), (147, 376),
+    (148, 377), (149, 378), (150, 379), (153, 380), (154, 381), (155, 382), (156, 383),
+    (157, 384), (158, 385), (159, 386), (160, 387), (161, 388), (162, 389), (163, 390),
+    (165, 391), (166, 392), (167, 393), (169, 394), (170, 395), (171, 396), (172, 397),
+    (173, 398), (174, 399), (176, 400), (177, 401), (178, 402), (179, 403), (180, 404),
+    (181, 405), (182, 406), (183, 407), (184, 408), (185, 409), (186, 410), (187, 411),
+    (188, 412), (189, 413), (190, 414), (191, 415), (192, 416), (193, 417), (194, 418),
+    (196, 419), (198, 420), (201, 421), (202, 422), (203, 423), (204, 424), (205, 425),
+    (206, 426), (207, 427), (208, 428), (209, 429), (210, 430), (211, 431), (212, 432),
+    (213, 433), (214, 434), (215, 435), (216, 436), (217, 437), (218, 438), (219, 439),
+    (220, 440), (221, 441), (222, 442), (223, 443), (224, 444), (225, 445), (226, 446),
+    (227, 447), (228, 448), (229, 449), (230, 450), (231, 451), (232, 452), (233, 453),
+    (234, 454), (235, 455), (236, 456), (237, 457), (238, 458), (239, 459), (240, 460),
+    (241, 461), (242, 462), (243, 463), (244, 464), (245, 465), (246, 466), (247, 467),
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def mirror_permutation() -> np.ndarray:
+    """Index map ``i -> mirror(i)`` over the 468 mesh landmarks (an involution)."""
+    perm = np.arange(468)
+    for a, b in MIRROR_PAIRS:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+# The iris landmarks' mirror images: 468-472 and 473-477 are the two irises (centre, then
+# four points around it); a mirror swaps the irises and, in each, the two side points.
+_IRIS_MIRROR = (473, 476, 475, 474, 477, 468, 471, 470, 469, 472)
+
+
+@lru_cache(maxsize=1)
+def mirrored_landmark_order() -> np.ndarray:
+    """(478,) int index map: landmark ``i`` of a face seen in a mirror is landmark
+    ``order[i]`` of the face itself (an involution; the face mesh's left/right pairs)."""
+    return np.r_[mirror_permutation(), _IRIS_MIRROR]
 
 
 def _consistent(faces) -> bool:

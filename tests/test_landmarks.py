@@ -83,3 +83,23 @@ def test_face_mesh_topology():
     assert counts.max() == 2  # a manifold: no edge in three triangles
     holes = face_mesh_holes()
     assert sorted(len(h) for h in holes) == [16, 16, 20]  # two eyes, the mouth
+
+
+def test_a_mirrored_face_mesh_pass_lands_on_the_same_landmarks(astronaut_rgb):
+    """The refinement's mirrored pass (the crop flipped, the landmarks flipped back and
+    their left/right indices swapped) agrees with a plain pass on the same crop: a wrong
+    index map would put each eye's landmarks on the other eye, tens of pixels away."""
+    from face3d_mesh.landmarks import LandmarkDetector, mirrored_landmark_order
+
+    order = mirrored_landmark_order()
+    assert (order[order] == np.arange(NUM_LANDMARKS)).all()
+    assert order[RIGHT_EYE_OUTER] == LEFT_EYE_OUTER and order[NOSE_TIP] == NOSE_TIP
+    assert order[468] == 473  # the irises' centres swap
+    with LandmarkDetector() as detector:
+        (face,) = detector.detect(astronaut_rgb)
+        plain = detector._mesh_upright(astronaut_rgb, face, 1.4)
+        mirrored = detector._mesh_upright(astronaut_rgb, face, 1.4, mirrored=True)
+    gap = np.linalg.norm(plain.points[:, :2] - mirrored.points[:, :2], axis=1)
+    eye_px = np.linalg.norm(face.points[LEFT_EYE_OUTER, :2] - face.points[RIGHT_EYE_OUTER, :2])
+    assert np.median(gap) < 0.02 * eye_px and gap.max() < 0.1 * eye_px
+    assert gap[468:].max() < 0.05 * eye_px
