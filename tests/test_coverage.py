@@ -99,7 +99,7 @@ def test_mask_covers_the_face_when_the_face_detector_box_is_partial():
     """A head turned and tilted up at 26 mm: BlazeFace's box covers only the mouth and chin
     and the first face-mesh pass on it shrinks the face onto them; the refining passes on
     wider crops, which see the whole face, must take over (they used to be discarded for
-    disagreeing with the first pass: coverage 0.6)."""
+    disagreeing with the first pass: coverage 0.52 here)."""
     import face3d_mesh
     from face3d_mesh.landmarks import LandmarkDetector, _iou
 
