@@ -122,10 +122,7 @@ def filter_depth(
     import cv2
 
     if do_bilateral and radius_b >= 1:
-        ext = _extend(d, known, radius_b)
-        d = cv2.bilateralFilter(
-            ext, 2 * radius_b + 1, float(bilateral_sigma_depth_mm), float(sig_b_px)
-        )
+        d = _bilateral(_extend(d, known, radius_b), bilateral_sigma_depth_mm, sig_b_px)
     if smooth_sigma_mm > 0 and radius_g >= 1:
         k = 2 * radius_g + 1
         d = cv2.GaussianBlur(_extend(d, known, radius_g), (k, k), sig_g_px)
@@ -164,6 +161,88 @@ def _outliers(d: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
     resid = np.abs(ext - cv2.medianBlur(ext, _MEDIAN_KSIZE))
     sigma = max(1.4826 * float(np.median(resid[valid])), _MIN_NOISE_MM)
     return valid & (resid > threshold * sigma)
+
+
+#: Least spatial sigma (px) the bilateral filter runs with: a wider one runs on the depth
+#: reduced by an integer factor (a face crop's 2 mm sigma is ~5 px: a quarter of the pixels
+#: and of the kernel, ~12 times less work), then comes back by joint bilateral upsampling.
+_BILATERAL_MIN_SIGMA_PX = 2.5
+
+
+def _bilateral(d: np.ndarray, sigma_depth_mm: float, sigma_px: float) -> np.ndarray:
+    """Bilateral filter of ``d`` (float32, no NaN): spatial sigma ``sigma_px`` pixels,
+    range sigma ``sigma_depth_mm``, kernel radius 2 sigma (at most 25 px).
+
+    From ``2 * _BILATERAL_MIN_SIGMA_PX`` on, the filter runs on ``d`` reduced by the
+    factor ``k = floor(sigma_px / _BILATERAL_MIN_SIGMA_PX)`` (block means) with sigma
+    ``sigma_px / k`` (a Gaussian that wide keeps next to nothing finer than the reduced
+    grid) and comes back by :func:`_joint_upsample`, which keeps depth steps sharp.
+    """
+    import cv2
+
+    factor = int(sigma_px // _BILATERAL_MIN_SIGMA_PX)
+    if factor < 2:
+        radius = min(int(math.ceil(2.0 * sigma_px)), 25)
+        return cv2.bilateralFilter(d, 2 * radius + 1, float(sigma_depth_mm), float(sigma_px))
+    height, width = d.shape
+    tall, wide = -(-height // factor), -(-width // factor)
+    padded = cv2.copyMakeBorder(
+        d, 0, tall * factor - height, 0, wide * factor - width, cv2.BORDER_REPLICATE
+    )
+    low = cv2.resize(padded, (wide, tall), interpolation=cv2.INTER_AREA)
+    low = _bilateral(low, sigma_depth_mm, sigma_px / factor)
+    return _joint_upsample(low, d, factor, sigma_depth_mm)
+
+
+def _joint_upsample(low: np.ndarray, guide: np.ndarray, factor: int, sigma: float):
+    """``low`` (float32, a grid ``factor`` times coarser than ``guide``, block-aligned,
+    padded to whole blocks) back on ``guide``'s pixels.
+
+    Bilinear where the pixel's own depth is near the bilinear value (smooth surfaces and
+    slopes, however steep: the reduced filter keeps a ramp a ramp). Where it is far from
+    it (a depth step crosses the pixel's four coarse neighbours) the four are weighted
+    also by ``exp(-(value - guide)^2 / (2 sigma^2))``, so the pixel takes its own side of
+    the step. "Near" is within sigma / 4 (the fine detail a 2 mm bilateral filter smooths
+    away anyway); past it the two blend, the bilinear value's weight falling off as a
+    Gaussian of sigma / 8 in the excess, without a seam.
+    """
+    import cv2
+
+    height, width = guide.shape
+    size = (low.shape[1] * factor, low.shape[0] * factor)
+    bilinear = cv2.resize(low, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
+    out = np.array(bilinear, dtype=np.float32)
+    near = 0.25 * float(sigma)
+    rows, cols = np.nonzero(np.abs(bilinear - guide) > near)
+    if rows.size == 0:
+        return out
+    g = guide[rows, cols]
+    y = (rows + 0.5) / factor - 0.5
+    x = (cols + 0.5) / factor - 0.5
+    r0 = np.clip(np.floor(y).astype(np.intp), 0, max(low.shape[0] - 2, 0))
+    c0 = np.clip(np.floor(x).astype(np.intp), 0, max(low.shape[1] - 2, 0))
+    r1 = np.minimum(r0 + 1, low.shape[0] - 1)
+    c1 = np.minimum(c0 + 1, low.shape[1] - 1)
+    fy = np.clip(y - r0, 0.0, 1.0)
+    fx = np.clip(x - c0, 0.0, 1.0)
+    inv = -0.5 / float(sigma) ** 2
+    total = np.zeros(rows.size)
+    weight = np.zeros(rows.size)
+    for rr, cc, w in (
+        (r0, c0, (1 - fy) * (1 - fx)),
+        (r0, c1, (1 - fy) * fx),
+        (r1, c0, fy * (1 - fx)),
+        (r1, c1, fy * fx),
+    ):
+        value = low[rr, cc]
+        w = w * np.exp(inv * (value - g) ** 2)
+        total += w * value
+        weight += w
+    b = bilinear[rows, cols]
+    ranged = np.where(weight > 1e-6, total / np.maximum(weight, 1e-6), b)
+    smooth = np.exp(-32.0 * ((np.abs(b - g) - near) / float(sigma)) ** 2)
+    out[rows, cols] = smooth * b + (1 - smooth) * ranged
+    return out
 
 
 def _extend(d: np.ndarray, known: np.ndarray, n_rings: int) -> np.ndarray:
