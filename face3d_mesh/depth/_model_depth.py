@@ -164,9 +164,13 @@ def _plane_of(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     (float32, the array's shape)."""
     rows, cols = np.nonzero(where)
     r0, c0 = rows.mean(), cols.mean()
-    design = np.column_stack([cols - c0, rows - r0, np.ones(rows.size)])
-    (a, b, c), *_ = np.linalg.lstsq(design, values[where].astype(np.float64), rcond=None)
+    du, dv = cols - c0, rows - r0
+    z = values[where].astype(np.float64)
+    # The normal equations (3×3; du and dv have zero mean) rather than a least-squares
+    # solve on the n×3 design matrix: the same plane, several times faster.
+    normal = np.array([[du @ du, du @ dv, 0.0], [du @ dv, dv @ dv, 0.0], [0.0, 0.0, du.size]])
+    a, b, c = np.linalg.lstsq(normal, np.array([du @ z, dv @ z, z.sum()]), rcond=None)[0]
     height, width = values.shape
-    u = (np.arange(width) - c0)[None, :]
-    v = (np.arange(height) - r0)[:, None]
-    return (a * u + b * v + c).astype(np.float32)
+    u = (a * (np.arange(width) - c0)).astype(np.float32)[None, :]
+    v = (b * (np.arange(height) - r0) + c).astype(np.float32)[:, None]
+    return u + v
