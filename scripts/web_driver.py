@@ -68,7 +68,8 @@ class WebServer:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
         ready.wait(self.timeout_s)
         if self.url is None:
             self.stop()
@@ -84,6 +85,8 @@ class WebServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        # The reader may still hold the last lines (a busy machine): wait for the pipe's end.
+        self._reader.join(timeout_s)
         self.returncode = self.process.returncode
         return self.returncode
 

@@ -176,7 +176,10 @@ def _ray_processes(folder: str) -> list[str]:
 def test_cli_ray_local_interrupt_resume_and_nothing_left(
     own_ray_home, tmp_path, astronaut_path, head_scan_path, clean_env
 ):
-    photos = _photos(tmp_path / "in", astronaut_path, head_scan_path, 8)
+    # Enough photos that work remains when the Ctrl-C lands even if this process reads the
+    # batch's messages late (a busy machine; a photo takes ~0.4 s).
+    copies = 24
+    photos = _photos(tmp_path / "in", astronaut_path, head_scan_path, copies)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "face3d_mesh", "batch", photos, "-o", out]
     command += ["--depth", "landmarks", "--ray", "local", "--workers", "1"]
@@ -195,7 +198,7 @@ def test_cli_ray_local_interrupt_resume_and_nothing_left(
     assert proc.returncode == 130, "".join(lines) + rest
     assert "interrupted" in rest and "Traceback" not in rest
     summary = json.loads((out / "summary.json").read_text())
-    assert 1 <= summary["ok"] < 8
+    assert 1 <= summary["ok"] < copies
     assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.is_file()]
     time.sleep(1)
     assert not _ray_processes(own_ray_home)
@@ -203,7 +206,8 @@ def test_cli_ray_local_interrupt_resume_and_nothing_left(
     result = subprocess.run(list(map(str, command)), env=env, capture_output=True, text=True)
     assert result.returncode == EXIT_SOME_FAILED, result.stderr
     again = json.loads((out / "summary.json").read_text())
-    assert (again["skipped"], again["ok"], again["failed"]) == (summary["ok"], 8 - summary["ok"], 1)
+    counts = (again["skipped"], again["ok"], again["failed"])
+    assert counts == (summary["ok"], copies - summary["ok"], 1)
     assert all(row["node"] and row["worker"] for row in again["items"] if row["status"] == "ok")
     assert not _ray_processes(own_ray_home)
 
