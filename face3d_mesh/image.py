@@ -3,7 +3,9 @@
 :func:`load_image` turns a file (JPEG, PNG, WebP, BMP, TIFF) or an array into an
 H×W×3 ``uint8`` RGB array with the EXIF orientation applied. Grayscale, RGBA, palette,
 16-bit and CMYK inputs are converted; anything that is not a usable image raises
-:class:`~face3d_mesh.errors.ImageError` with a one-line message.
+:class:`~face3d_mesh.errors.ImageError` with a one-line message. :func:`load_photo` also
+returns the focal length the file's EXIF gives, read in the same pass (a PNG's EXIF may
+follow its pixels, so reading it separately would decode the file a second time).
 
 Pixel coordinates everywhere in the package are ``(u, v) = (column, row)`` of this array,
 with the centre of the top-left pixel at ``(0, 0)``.
@@ -14,12 +16,20 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import ImageError
 
-__all__ = ["load_image", "exif_focal_length_px", "SUPPORTED_FORMATS", "DEFAULT_MAX_PIXELS"]
+__all__ = [
+    "load_image",
+    "load_photo",
+    "Photo",
+    "exif_focal_length_px",
+    "SUPPORTED_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+]
 
 #: Pillow format names accepted by :func:`load_image`.
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO")
@@ -28,6 +38,28 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO")
 DEFAULT_MAX_PIXELS = 100_000_000
 
 _MIN_SIDE_PX = 16
+
+
+class Photo(NamedTuple):
+    """A loaded photo: ``rgb`` (H×W×3 ``uint8``, EXIF orientation applied) and
+    ``focal_length_px`` (float or None, see :func:`exif_focal_length_px`)."""
+
+    rgb: np.ndarray
+    focal_length_px: float | None
+
+
+def load_photo(source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Load a photo as :func:`load_image` does, with its EXIF focal length in pixels.
+
+    The file is opened and decoded once. An array source has no focal length (None).
+    """
+    if isinstance(source, np.ndarray):
+        return Photo(_from_array(source, max_pixels=max_pixels), None)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ImageError(
+            f"expected a file path or an H×W×3 uint8 array, got {type(source).__name__}"
+        )
+    return _from_file(Path(source), max_pixels=max_pixels)
 
 
 def load_image(source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -54,16 +86,10 @@ def load_image(source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         Missing file, not an image, truncated or empty file, unsupported format,
         too many pixels, or an array of the wrong shape or dtype.
     """
-    if isinstance(source, np.ndarray):
-        return _from_array(source, max_pixels=max_pixels)
-    if not isinstance(source, (str, os.PathLike)):
-        raise ImageError(
-            f"expected a file path or an H×W×3 uint8 array, got {type(source).__name__}"
-        )
-    return _from_file(Path(source), max_pixels=max_pixels)
+    return load_photo(source, max_pixels=max_pixels).rgb
 
 
-def _from_file(path: Path, *, max_pixels: int) -> np.ndarray:
+def _from_file(path: Path, *, max_pixels: int) -> Photo:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
@@ -85,8 +111,10 @@ def _from_file(path: Path, *, max_pixels: int) -> np.ndarray:
                 width, height = img.size
                 _check_size(path, width, height, max_pixels)
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                exif = _exif_or_none(img)  # pixels decoded: a PNG's EXIF is read now
+                rgb = _to_rgb(ImageOps.exif_transpose(img))
+                focal = None if exif is None else _focal_from_exif(exif, rgb.shape[:2])
+                return Photo(rgb, focal)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -176,10 +204,26 @@ def exif_focal_length_px(path, shape: tuple[int, int]) -> float | None:
 
     try:
         with Image.open(path) as img:
-            exif = img.getexif()
-            sub = exif.get_ifd(_EXIF_IFD)
-            value = sub.get(_FOCAL_35MM_TAG) or exif.get(_FOCAL_35MM_TAG)
-            original = (sub.get(_PIXEL_X_TAG), sub.get(_PIXEL_Y_TAG))
+            exif = _exif_or_none(img)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return None if exif is None else _focal_from_exif(exif, shape)
+
+
+def _exif_or_none(img):
+    """The image's EXIF (Pillow ``Image.Exif``), or None when it cannot be read."""
+    try:
+        return img.getexif()
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def _focal_from_exif(exif, shape: tuple[int, int]) -> float | None:
+    """:func:`exif_focal_length_px` from already-read EXIF."""
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+        value = sub.get(_FOCAL_35MM_TAG) or exif.get(_FOCAL_35MM_TAG)
+        original = (sub.get(_PIXEL_X_TAG), sub.get(_PIXEL_Y_TAG))
     except (OSError, ValueError, SyntaxError):
         return None
     try:

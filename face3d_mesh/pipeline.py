@@ -568,19 +568,16 @@ def find_faces(source, *, name: str | None = None, thorough: bool = False) -> Fo
     NoFaceError
         No face found.
     """
-    from .image import exif_focal_length_px, load_image
+    from .image import load_photo
     from .landmarks import detect_faces
 
     if name is None:
         name = _source_name(source)
     timings: dict[str, float] = {}
     with _Timer(timings, "load"):
-        image = load_image(source)
+        image, focal = load_photo(source)
     with _Timer(timings, "landmarks"):
         faces = detect_faces(image, source=name, thorough=thorough)
-    focal = None
-    if not isinstance(source, np.ndarray):
-        focal = exif_focal_length_px(source, image.shape[:2])
     return FoundFaces(image, tuple(faces), name, focal, timings)
 
 
@@ -624,7 +621,7 @@ class _Prepared:
 
 def _prepare(source, config, name, stage) -> _Prepared:
     from .align import align_face
-    from .image import load_image
+    from .image import load_photo
     from .landmarks import detect_faces
     from .mask import face_mask
     from .model_fit import fit_face_model
@@ -632,9 +629,10 @@ def _prepare(source, config, name, stage) -> _Prepared:
 
     if isinstance(source, FoundFaces):
         image, faces = source.image, source.faces  # loaded and searched already
+        exif_focal = source.exif_focal_px
     else:
         with stage("load"):
-            image = load_image(source)
+            image, exif_focal = load_photo(source)
         with stage("landmarks"):
             faces = detect_faces(image, source=name, thorough=config.face > 0)
     if config.face >= len(faces):
@@ -643,7 +641,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
             f"but only {len(faces)} found (0 = largest)"
         )
     face = faces[config.face]
-    focal_px, focal_source = _focal_length(source, image, face, config)
+    focal_px, focal_source = _focal_length(exif_focal, image, face, config)
     # The size the fitted identity implies (model_fit.mm_per_px) is not combined: on the
     # faces with a known or iris-measured size it moved the estimate the wrong way (the
     # scan: 93 mm between the outer eye corners for a true 82, against the prior's 90).
@@ -872,7 +870,7 @@ def _fit_focal_px(focal_px: float, face) -> float:
     return max(float(focal_px), DEFAULT_FOCAL_PER_FACE_SIZE * face.size_px)
 
 
-def _focal_length(source, image, face, config) -> tuple[float, str]:
+def _focal_length(exif_focal, image, face, config) -> tuple[float, str]:
     """The photo's focal length in pixels and where it came from (user, exif, default).
 
     With ``user`` or ``exif`` the photo's centre is taken as the principal point; an EXIF
@@ -880,17 +878,11 @@ def _focal_length(source, image, face, config) -> tuple[float, str]:
     :func:`~face3d_mesh.image.exif_focal_length_px`).
     """
     from .depth._landmark_depth import DEFAULT_FOCAL_35MM, DEFAULT_FOCAL_PER_FACE_SIZE
-    from .image import exif_focal_length_px
 
     if config.focal_length_px is not None:
         return float(config.focal_length_px), "user"
-    if not isinstance(source, np.ndarray):
-        if isinstance(source, FoundFaces):
-            focal = source.exif_focal_px
-        else:
-            focal = exif_focal_length_px(source, image.shape[:2])
-        if focal is not None:
-            return focal, "exif"
+    if exif_focal is not None:
+        return exif_focal, "exif"
     # Unknown: a 50 mm-equivalent lens, and the camera at least 3 face sizes away.
     lens = DEFAULT_FOCAL_35MM / 36.0 * max(image.shape[:2])
     return max(lens, DEFAULT_FOCAL_PER_FACE_SIZE * face.size_px), "default"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from face3d_mesh.errors import ImageError
-from face3d_mesh.image import load_image
+from face3d_mesh.image import exif_focal_length_px, load_image, load_photo
 
 
 def _gradient(h=40, w=60):
@@ -42,6 +42,25 @@ def test_exif_orientation_is_applied(tmp_path):
     assert out.shape == (60, 40, 3)
     expected = np.rot90(rgb, k=-1)
     assert np.abs(out.astype(int) - expected).mean() < 3
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png"])
+def test_load_photo_reads_the_focal_length_in_the_same_pass(tmp_path, ext):
+    rgb = _gradient(40, 60)
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = 6  # shown rotated: the focal length belongs to the rotated photo
+    exif.get_ifd(0x8769)[0xA405] = 28  # FocalLengthIn35mmFilm
+    img.save(tmp_path / f"f.{ext}", exif=exif)
+    Image.fromarray(rgb).save(tmp_path / f"plain.{ext}")
+
+    photo = load_photo(tmp_path / f"f.{ext}")
+    assert photo.rgb.shape == (60, 40, 3)
+    assert photo.focal_length_px == pytest.approx(28 * np.hypot(40, 60) / 43.267)
+    assert photo.focal_length_px == exif_focal_length_px(tmp_path / f"f.{ext}", (60, 40))
+    np.testing.assert_array_equal(photo.rgb, load_image(tmp_path / f"f.{ext}"))
+    assert load_photo(tmp_path / f"plain.{ext}").focal_length_px is None
+    assert load_photo(rgb).focal_length_px is None  # an array has no EXIF
 
 
 def test_grayscale_rgba_palette_cmyk(tmp_path):
