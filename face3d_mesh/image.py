@@ -179,7 +179,8 @@ _EXIF_IFD = 0x8769
 _FOCAL_35MM_TAG = 0xA405
 _PIXEL_X_TAG = 0xA002
 _PIXEL_Y_TAG = 0xA003
-_FULL_FRAME_DIAGONAL_MM = 43.267
+#: The diagonal of a 36 × 24 mm frame: 35 mm-equivalent focal lengths match diagonals.
+FULL_FRAME_DIAGONAL_MM = 43.267
 
 
 def exif_focal_length_px(path, shape: tuple[int, int]) -> float | None:
@@ -237,4 +238,4 @@ def _focal_from_exif(exif, shape: tuple[int, int]) -> float | None:
         long_side, short_side = max(original), min(original)
         if abs(long_side / short_side - max(width, height) / min(width, height)) > 0.01:
             return None  # cropped: the principal point is unknown
-    return f35 * float(np.hypot(height, width)) / _FULL_FRAME_DIAGONAL_MM
+    return f35 * float(np.hypot(height, width)) / FULL_FRAME_DIAGONAL_MM

@@ -1,4 +1,5 @@
-"""Pictures shared by the front-ends: the photo with landmarks and mask, the depth map.
+"""Pictures and words shared by the front-ends: the photo with landmarks and mask, the
+depth map, the camera a reconstruction assumed.
 
 The viewer, the web app and the ``depth`` command draw these from one place, so a depth
 map looks the same wherever it is shown or saved (lighter = closer, black background).
@@ -11,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "annotate_photo",
+    "describe_camera",
     "depth_preview",
     "depth_to_gray",
     "face_box",
@@ -248,3 +250,37 @@ def png_bytes(image: np.ndarray) -> bytes:
     if not ok:
         raise OutputError("PNG encoding failed")
     return encoded.tobytes()
+
+
+def describe_camera(focal_px: float | None, source: str | None, image_size_px) -> str:
+    """One line on the camera a reconstruction assumed, for people.
+
+    Parameters
+    ----------
+    focal_px : float or None
+        Focal length in pixels of the photo (``rec.camera["focal_px"]``); None: not known.
+    source : str or None
+        ``"exif"``, ``"user"`` or ``"default"`` (``rec.camera["focal_source"]``); None
+        with ``focal_px`` None: a photo not reconstructed yet, whose focal length will be
+        guessed.
+    image_size_px : tuple of int
+        (W, H) of the photo, pixels.
+
+    Returns
+    -------
+    str
+        E.g. ``"26 mm-equivalent lens (1098 px), from the photo's EXIF"`` (equivalent as
+        EXIF's FocalLengthIn35mmFilm: by the diagonal).
+    """
+    from .image import FULL_FRAME_DIAGONAL_MM
+
+    width, height = (int(v) for v in image_size_px)
+    if focal_px is None:
+        return "no focal length in the photo's EXIF: a lens will be guessed"
+    equivalent = float(focal_px) * FULL_FRAME_DIAGONAL_MM / float(np.hypot(width, height))
+    lens = f"{equivalent:.0f} mm-equivalent lens ({float(focal_px):.0f} px)"
+    if source == "exif":
+        return f"{lens}, from the photo's EXIF"
+    if source == "user":
+        return f"{lens}, as given"
+    return f"focal length guessed, {float(focal_px):.0f} px (no focal length in the photo's EXIF)"

@@ -121,9 +121,30 @@ def test_info_lists_faces_and_scale(astronaut_path, clean_env):
     info = json.loads(result.stdout)
     assert len(info["faces"]) == 1
     assert info["faces"][0]["scale_source"] == "iris+biocular_width_prior"
+    assert info["focal_length_px"] is None
     text = run(["info", astronaut_path], clean_env).stdout
     assert "face 0" in text and "mm/px" in text and "roll" in text
     assert "depth: hybrid (no weights" in text
+    assert "camera: no focal length in the photo's EXIF" in text
+
+
+def test_the_camera_is_said_from_exif_or_as_guessed(tmp_path, astronaut_path, clean_env):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 28  # FocalLengthIn35mmFilm
+    Image.open(astronaut_path).convert("RGB").save(tmp_path / "p.jpg", exif=exif, quality=95)
+    focal = 28 * np.hypot(512, 512) / 43.267
+    info = json.loads(run(["info", tmp_path / "p.jpg", "--json"], clean_env).stdout)
+    assert info["focal_length_px"] == pytest.approx(focal, abs=0.05)
+    assert info["camera"] == f"28 mm-equivalent lens ({focal:.0f} px), from the photo's EXIF"
+    result = run(["export", tmp_path / "p.jpg", "-o", tmp_path / "p.stl"], clean_env)
+    assert result.returncode == 0, result.stderr
+    assert f"camera: 28 mm-equivalent lens ({focal:.0f} px), from the photo's EXIF" in (
+        result.stderr
+    )
+    result = run(["export", astronaut_path, "-o", tmp_path / "a.stl"], clean_env)
+    assert "camera: focal length guessed" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,27 @@ def test_upload_shows_photo_depth_map_3d_view_and_downloads(app, astronaut_png):
     assert "iris" in text and "landmarks" in text and "ms" in text
     # the depth backend said in words (the default offline one is the hybrid)
     assert "<th>Depth</th><td>hybrid (the fitted face model blended with" in text
+    assert "<th>Camera</th><td>focal length guessed" in text  # a PNG without EXIF
     assert _session(at).runs == {"detect": 1, "depth": 1}
+
+
+def test_the_photo_exif_focal_length_is_used_and_shown(app, astronaut_png):
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(astronaut_png)).convert("RGB")
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 28  # FocalLengthIn35mmFilm
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", exif=exif, quality=95)
+    at = _upload(app, "phone.jpg", buffer.getvalue(), "image/jpeg")
+    rec = _session(at).rec
+    assert rec.camera["focal_source"] == "exif"
+    focal = 28 * np.hypot(512, 512) / 43.267
+    assert rec.camera["focal_px"] == pytest.approx(focal)
+    row = f"<th>Camera</th><td>28 mm-equivalent lens ({focal:.0f} px), from the photo&#x27;s EXIF"
+    assert row in _page_text(at)
 
 
 def test_parameter_changes_rerun_only_what_they_affect(app, astronaut_png):

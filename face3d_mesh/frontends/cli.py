@@ -478,11 +478,15 @@ def _reconstruct(args):
 
 
 def _describe(rec) -> str:
+    from ..presentation import describe_camera
+
     info = rec.depth_info
     text = f"scale: {rec.scale.describe()}; depth: {info.get('backend')}"
     if "residual_mm" in info:
         text += f" (fit residual {info['residual_mm']:.2f} mm)"
-    return text
+    camera = rec.camera
+    lens = describe_camera(camera["focal_px"], camera["focal_source"], camera["image_size_px"])
+    return f"{text}; camera: {lens}"
 
 
 def _cmd_export(args):
@@ -517,12 +521,17 @@ def _cmd_depth(args):
 
 
 def _cmd_info(args):
-    from ..image import load_image
+    from ..image import load_photo
     from ..landmarks import detect_faces
+    from ..presentation import describe_camera
     from ..scale import estimate_scale
 
-    image = load_image(args.photo)
+    image, focal_px = load_photo(args.photo)
     faces = detect_faces(image, source=args.photo, thorough=True)
+    size = (image.shape[1], image.shape[0])
+    camera_line = describe_camera(focal_px, "exif" if focal_px else None, size)
+    if focal_px is None:
+        camera_line += " (--focal-px sets it)"
     rows = []
     for index, face in enumerate(faces):
         scale = estimate_scale(face.points)
@@ -549,6 +558,8 @@ def _cmd_info(args):
                     "width": image.shape[1],
                     "height": image.shape[0],
                     "faces": rows,
+                    "focal_length_px": None if focal_px is None else round(focal_px, 1),
+                    "camera": camera_line,
                     "depth": depth_line,
                 },
                 indent=1,
@@ -556,6 +567,7 @@ def _cmd_info(args):
         )
         return 0
     print(f"{args.photo}: {image.shape[1]}×{image.shape[0]} pixels, {len(rows)} face(s)")
+    print(f"  camera: {camera_line}")
     for row in rows:
         w, h = row["size_px"]
         print(

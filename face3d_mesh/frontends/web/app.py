@@ -20,7 +20,13 @@ from face3d_mesh.config import ReconstructionConfig
 from face3d_mesh.frontends.web._downloads import depth_downloads, mesh_downloads, safe_stem
 from face3d_mesh.frontends.web._figure import MODES, face_figure
 from face3d_mesh.frontends.web._session import UPLOAD_LIMIT_MB, Engine, WebSession
-from face3d_mesh.presentation import annotate_photo, depth_preview, face_box, fit_size
+from face3d_mesh.presentation import (
+    annotate_photo,
+    depth_preview,
+    describe_camera,
+    face_box,
+    fit_size,
+)
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "mpo"]
 #: Triangles of the mesh drawn in the browser (the downloads keep the full mesh).
@@ -287,6 +293,8 @@ def _facts(session: WebSession, rec) -> None:
         ("Scale", f"{rec.mm_per_px:.3g} mm per pixel, from {rec.scale.detail} "
                   f"(uncertainty ±{100 * rec.scale.uncertainty:.0f} %)"),
         ("Depth", depth),
+        ("Camera", describe_camera(rec.camera["focal_px"], rec.camera["focal_source"],
+                                   rec.camera["image_size_px"])),
         ("Mesh", f"{rec.mesh_arrays.n_cells:,} triangles (the 3D view shows a lighter copy)"),
         ("Time", f"{total:.2f} s: {steps}"),
     ]  # fmt: skip
