@@ -50,7 +50,11 @@ def test_batch_reports_skips_and_resumes(tmp_path, photo_dir, clean_env):
     assert status["astronaut.png"]["status"] == "ok"
     assert status["astronaut.png"]["scale_source"] == "iris+biocular_width_prior"
     assert status["scan.png"]["scale_source"] == "biocular_width_prior"
+    # PNGs without EXIF: the focal length was guessed, and the summary says so
+    assert status["astronaut.png"]["focal_source"] == "default"
+    assert status["astronaut.png"]["focal_px"] > 512
     assert (out / "summary.csv").read_text().count("\n") == 4
+    assert "focal_source" in (out / "summary.csv").read_text().splitlines()[0]
     first = (out / "astronaut.stl").stat().st_mtime_ns
 
     # Rerun: finished inputs are skipped, untouched; the broken one fails again.
@@ -129,7 +133,8 @@ def test_batch_uses_the_photos_exif_focal_length(tmp_path, astronaut_path):
     (item,) = reconstruct_batch([photo], tmp_path / "out", fmt="ply", config=config, workers=1)
     assert item.status == "ok", item.error
     rec = face3d_mesh.reconstruct(photo, config=config)
-    assert rec.camera["focal_source"] == "exif"
+    assert rec.camera["focal_source"] == "exif" == item.focal_source
+    assert item.focal_px == pytest.approx(rec.camera["focal_px"], abs=0.05)
     rec.save(tmp_path / "export.ply")
     assert (tmp_path / "out" / "exif.ply").read_bytes() == (tmp_path / "export.ply").read_bytes()
 

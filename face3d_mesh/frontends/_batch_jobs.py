@@ -37,6 +37,8 @@ class BatchItem:
     mm_per_px: float | None = None
     fit_residual_mm: float | None = None
     depth_backend: str = ""
+    focal_px: float | None = None  # the photo's focal length, pixels
+    focal_source: str = ""  # exif | user | default (a guess: a less accurate shape)
     seconds: float = 0.0
     node: str = ""  # the Ray node that ran it (empty for a local batch)
     worker: str = ""  # the Ray actor that ran it
@@ -179,6 +181,9 @@ def _describe(item: BatchItem, rec) -> None:
     item.mm_per_px = rec.scale.mm_per_px
     item.fit_residual_mm = rec.depth_info.get("residual_mm")
     item.depth_backend = rec.depth_info.get("backend", "")
+    camera = rec.camera
+    item.focal_px = None if camera["focal_px"] is None else round(float(camera["focal_px"]), 1)
+    item.focal_source = camera["focal_source"] or ""
     item.timings = {k: round(v, 4) for k, v in rec.timings.items()}
 
 
