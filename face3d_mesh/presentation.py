@@ -252,19 +252,15 @@ def png_bytes(image: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def describe_camera(focal_px: float | None, source: str | None, image_size_px) -> str:
+def describe_camera(camera: dict) -> str:
     """One line on the camera a reconstruction assumed, for people.
 
     Parameters
     ----------
-    focal_px : float or None
-        Focal length in pixels of the photo (``rec.camera["focal_px"]``); None: not known.
-    source : str or None
-        ``"exif"``, ``"user"`` or ``"default"`` (``rec.camera["focal_source"]``); None
-        with ``focal_px`` None: a photo not reconstructed yet, whose focal length will be
-        guessed.
-    image_size_px : tuple of int
-        (W, H) of the photo, pixels.
+    camera : dict
+        ``rec.camera``, or any dict with its keys ``focal_px`` (the photo's focal length in
+        pixels; None: not known yet, it will be guessed), ``focal_source`` (``"exif"``,
+        ``"user"`` or ``"default"``, a guess) and ``image_size_px`` (W, H).
 
     Returns
     -------
@@ -274,9 +270,10 @@ def describe_camera(focal_px: float | None, source: str | None, image_size_px) -
     """
     from .image import FULL_FRAME_DIAGONAL_MM
 
-    width, height = (int(v) for v in image_size_px)
+    focal_px, source = camera.get("focal_px"), camera.get("focal_source")
     if focal_px is None:
         return "no focal length in the photo's EXIF: a lens will be guessed"
+    width, height = (int(v) for v in camera["image_size_px"])
     equivalent = float(focal_px) * FULL_FRAME_DIAGONAL_MM / float(np.hypot(width, height))
     lens = f"{equivalent:.0f} mm-equivalent lens ({float(focal_px):.0f} px)"
     if source == "exif":

@@ -484,9 +484,7 @@ def _describe(rec) -> str:
     text = f"scale: {rec.scale.describe()}; depth: {info.get('backend')}"
     if "residual_mm" in info:
         text += f" (fit residual {info['residual_mm']:.2f} mm)"
-    camera = rec.camera
-    lens = describe_camera(camera["focal_px"], camera["focal_source"], camera["image_size_px"])
-    return f"{text}; camera: {lens}"
+    return f"{text}; camera: {describe_camera(rec.camera)}"
 
 
 def _cmd_export(args):
@@ -528,8 +526,9 @@ def _cmd_info(args):
 
     image, focal_px = load_photo(args.photo)
     faces = detect_faces(image, source=args.photo, thorough=True)
-    size = (image.shape[1], image.shape[0])
-    camera_line = describe_camera(focal_px, "exif" if focal_px else None, size)
+    camera_line = describe_camera(
+        {"focal_px": focal_px, "focal_source": "exif", "image_size_px": image.shape[1::-1]}
+    )
     if focal_px is None:
         camera_line += " (--focal-px sets it)"
     rows = []

@@ -293,8 +293,7 @@ def _facts(session: WebSession, rec) -> None:
         ("Scale", f"{rec.mm_per_px:.3g} mm per pixel, from {rec.scale.detail} "
                   f"(uncertainty ±{100 * rec.scale.uncertainty:.0f} %)"),
         ("Depth", depth),
-        ("Camera", describe_camera(rec.camera["focal_px"], rec.camera["focal_source"],
-                                   rec.camera["image_size_px"])),
+        ("Camera", describe_camera(rec.camera)),
         ("Mesh", f"{rec.mesh_arrays.n_cells:,} triangles (the 3D view shows a lighter copy)"),
         ("Time", f"{total:.2f} s: {steps}"),
     ]  # fmt: skip
