@@ -92,50 +92,45 @@ def main(argv=None):
         "vtk": vtk.vtkVersion.GetVTKVersion(),
         "cpu_count": os.cpu_count(),
         "startup_ms": round(startup_ms),
-        "rotate_fps": {},
-        "rotate_cpu_ms_per_frame": {},
-        "toggle_ms": {},
     }
 
+    result.update(_rotation_rates(pl, v, cam, args.frames))
+    result["toggle_ms"] = _toggle_times(pl, v)
+    result["remesh_ms"] = _remesh_times(pl, v)
+    pl.close()
+    result["loadavg_1min_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _rotation_rates(pl, v, cam, frames):
+    """Frames per second and CPU ms per frame while rotating, for each display mode."""
+    fps, cpu_ms = {}, {}
     for mode in ("textured", "shaded", "depth", "points", "wireframe"):
         v.set_mode(mode)
         for _ in range(5):  # warm-up: first renders upload buffers/textures
             cam.Azimuth(2.0)
             _render(pl)
         t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(args.frames):
-            cam.Azimuth(360.0 / args.frames)
+        for _ in range(frames):
+            cam.Azimuth(360.0 / frames)
             _render(pl)
-        result["rotate_fps"][mode] = round(args.frames / (time.perf_counter() - t0), 1)
+        fps[mode] = round(frames / (time.perf_counter() - t0), 1)
         # CPU time of the process (all of llvmpipe's threads) per frame: less sensitive
         # than the frame rate to other jobs on the machine
-        cpu = 1000 * (time.process_time() - c0) / args.frames
-        result["rotate_cpu_ms_per_frame"][mode] = round(cpu, 1)
+        cpu_ms[mode] = round(1000 * (time.process_time() - c0) / frames, 1)
     v.set_mode("textured")
+    return {"rotate_fps": fps, "rotate_cpu_ms_per_frame": cpu_ms}
 
-    keys = [
-        "t",
-        "t",
-        "w",
-        "w",
-        "p",
-        "p",
-        "d",
-        "d",
-        "l",
-        "l",
-        "h",
-        "h",
-        "1",
-        "2",
-        "3",
-        "r",
-        "plus",
-        "minus",
-        "0",
-    ]
+
+_TOGGLE_KEYS = ["t", "t", "w", "w", "p", "p", "d", "d", "l", "l", "h", "h", "1", "2", "3", "r"]
+_TOGGLE_KEYS += ["plus", "minus", "0"]
+
+
+def _toggle_times(pl, v):
+    """Each key's action alone and with the next frame, ms."""
     action, frame = {}, {}
-    for key in keys:
+    for key in _TOGGLE_KEYS:
         t0 = time.perf_counter()
         v.press(key)  # off-screen before show(): the action only, no render
         t1 = time.perf_counter()
@@ -143,7 +138,7 @@ def main(argv=None):
         t2 = time.perf_counter()
         action.setdefault(key, []).append(1000 * (t1 - t0))
         frame.setdefault(key, []).append(1000 * (t2 - t0))
-    result["toggle_ms"] = {
+    return {
         "action_only": {k: round(statistics.median(t), 1) for k, t in action.items()},
         "action_only_max": round(max(max(t) for t in action.values()), 1),
         "with_next_frame": {k: round(statistics.median(t), 1) for k, t in frame.items()},
@@ -151,6 +146,9 @@ def main(argv=None):
         "with_next_frame_max": round(max(max(t) for t in frame.values()), 1),
     }
 
+
+def _remesh_times(pl, v):
+    """A smoothing step ([ and ]): re-meshing alone, the key's action, and with the frame, ms."""
     remesh, remesh_frame, with_config = [], [], []
     for key in ["bracketright", "bracketright", "bracketleft", "bracketleft"]:
         step = 0.5 if key == "bracketright" else -0.5
@@ -163,16 +161,12 @@ def main(argv=None):
         _render(pl)
         remesh.append(1000 * (t1 - t0))
         remesh_frame.append(1000 * (time.perf_counter() - t0))
-    result["remesh_ms"] = {
+    return {
         "with_config_median": round(statistics.median(with_config), 1),
         "key_action_median": round(statistics.median(remesh), 1),
         "key_action_max": round(max(remesh), 1),
         "key_with_next_frame_median": round(statistics.median(remesh_frame), 1),
     }
-    pl.close()
-    result["loadavg_1min_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-    print(json.dumps(result, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
