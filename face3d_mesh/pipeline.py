@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._threads import one_blas_thread
 from .config import ReconstructionConfig
 from .errors import NoFaceError, UsageError
 
@@ -315,6 +316,7 @@ class Reconstruction:
         :func:`~face3d_mesh.solid.make_solid`)."""
         return self.solid_arrays(base_mm=base_mm, width_mm=width_mm, edge_mm=edge_mm).to_polydata()
 
+    @one_blas_thread
     def solid_arrays(
         self, *, base_mm: float = 3.0, width_mm: float | None = None, edge_mm: float = 0.0
     ):
@@ -619,6 +621,7 @@ class _Prepared:
     model_fit: object
 
 
+@one_blas_thread
 def _prepare(source, config, name, stage) -> _Prepared:
     from .align import align_face
     from .image import load_photo
@@ -663,6 +666,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
     )  # fmt: skip
 
 
+@one_blas_thread
 def _complete(prep: _Prepared, config, timings, stage, relative=None) -> Reconstruction:
     """Depth (given the network's output when it ran in a batch), filtering, surface."""
     from .depth._backends import estimate_depth
@@ -742,6 +746,7 @@ def _camera(prep: _Prepared, landmarks: np.ndarray):
     )
 
 
+@one_blas_thread
 def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=None):
     """Filtering, mapping back to the photo, and the surface: the re-runnable stages."""
     from .align import warp_to_image

@@ -274,3 +274,26 @@ def test_mask_margin_continues_the_face_slope_not_a_flat_brim(astronaut_rec, hea
         assert np.median(step) > 0.5
         dist_mm = 4.0  # config.mask_margin_mm: the farthest margin pixel from the oval
         assert np.percentile(np.abs(step), 99) <= 2 * dist_mm + 1.0  # no spikes
+
+
+def test_the_stages_run_with_one_blas_thread_and_restore_the_callers(astronaut_rgb):
+    # Idle OpenBLAS threads spin after each multi-threaded call and take a core from the
+    # next stage; the pipeline's stages run with one BLAS thread, the caller's setting is
+    # given back afterwards.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()
+                if lib["user_api"] == "blas"}  # fmt: skip
+
+    assert blas_threads(), "numpy's BLAS is not seen by threadpoolctl"
+    seen = {}
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        face3d_mesh.reconstruct(
+            astronaut_rgb, progress=lambda label: seen.setdefault(label, blas_threads())
+        )
+        assert blas_threads() == before
+    assert {"landmarks", "model_fit", "depth", "filter", "surface"} <= seen.keys()
+    for label, threads in seen.items():
+        assert set(threads.values()) == {1}, (label, threads)
