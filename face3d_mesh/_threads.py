@@ -8,7 +8,10 @@ that machine a 1024² photo's stages after the landmarks spent 35–50 ms of sys
 each in those spinning threads (rusage), against none with one BLAS thread.
 :func:`single_threaded_blas` runs a block with one BLAS thread (``threadpoolctl``),
 leaving the rest of the process as it was; :func:`one_blas_thread` does the same for a
-function (the pipeline's stages).
+function (the pipeline's stages). The setting is the process's: calls from several
+threads at once (two web sessions) may restore it in another order than they set it, which
+at worst leaves BLAS on one thread. torch's own threads (OpenMP, its bundled BLAS) are not
+touched, so a depth network inside a stage keeps them.
 """
 
 from __future__ import annotations
