@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import functools
 import sys
-from functools import lru_cache
 
 __all__ = ["one_blas_thread", "single_threaded_blas"]
 
 
-@lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)
 def _controller(modules_loaded: int):
     # A declared dependency, imported here so that `import face3d_mesh` stays light. (It
     # once was missing from the dependencies and the limits silently did nothing.)
@@ -35,9 +34,9 @@ def _controller(modules_loaded: int):
 def single_threaded_blas():
     """A context manager: every BLAS library loaded (numpy's, SciPy's, OpenCV's...) uses
     one thread inside it."""
-    # The controller knows the libraries loaded when it was made; SciPy, OpenCV and torch
-    # each bring their own OpenBLAS when first imported, so it is made again (~8 ms) after
-    # any new import.
+    # The controller knows the libraries loaded when it was made; SciPy and OpenCV each
+    # bring their own OpenBLAS when first imported, so it is made again (~2 ms) after any
+    # new import: a few times in a process's first reconstruction, then never.
     return _controller(len(sys.modules)).limit(limits=1, user_api="blas")
 
 
