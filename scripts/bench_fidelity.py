@@ -17,9 +17,17 @@ depth backend, and scores them as the fidelity README prescribes:
    best-matching points); the median over the true points of the distance to the nearest
    aligned reconstructed point. A wrong head tilt does not count here.
 
+Where the NoW-like error sits: per case, the median signed distance (mm; positive = the
+reconstruction nearer the camera than the truth, after the alignment) of the true points in
+the outer :data:`EDGE_MM` of the region at its top, bottom and two sides (for a head turned
+by :data:`TURNED_DEG` or more, the sides are told apart as ``near_side`` and ``far_side``:
+the far one is where the true surface is deeper), and of the interior (:data:`INTERIOR_MM`
+or more inside the edge), as ``bands_mm``.
+
 Prints a table to stderr (per case, then per backend the median and 90th percentile over
-cases, and the same over the frontal cases only: |yaw| and |pitch| under 5°, no roll) and
-the whole result as JSON to stdout. The neural backends need weights (``--weights``) and
+cases, the same over the frontal cases only: |yaw| and |pitch| under 5°, no roll, the
+medians by |yaw| (``by_yaw``: the error grows with it) and the median of each band over the
+cases) and the whole result as JSON to stdout. The neural backends need weights (``--weights``) and
 are not run by default.
 
 Each case's focal length (from its ``.json``) is given to the pipeline as a photo's EXIF
@@ -45,6 +53,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "fidelity"
 OFFLINE = ("landmarks", "model", "hybrid")
 FRONTAL_DEG = 5.0
+#: The bands of :func:`band_errors`: the region's outer edge and its interior, mm (at the
+#: true surface), and the yaw from which the two sides count as near and far.
+EDGE_MM = 6.0
+INTERIOR_MM = 15.0
+TURNED_DEG = 12.0
+#: Bins of |yaw| (degrees) for the summary's ``by_yaw``.
+YAW_BINS = (0.0, 10.0, 20.0, 30.0, 90.0)
+BANDS = ("top", "bottom", "sides", "near_side", "far_side", "interior")
 
 
 def score(pred: np.ndarray, gt: np.ndarray, region: np.ndarray) -> dict:
@@ -65,9 +81,12 @@ def score(pred: np.ndarray, gt: np.ndarray, region: np.ndarray) -> dict:
     }
 
 
-def now_error(rec, gt: np.ndarray, region: np.ndarray, intrinsics: dict) -> float | None:
+def now_error(
+    rec, gt: np.ndarray, region: np.ndarray, intrinsics: dict, *, yaw_deg: float = 0.0
+) -> tuple[float | None, dict]:
     """NoW-like 3D error (mm) of a reconstruction against the true depth (see the module
-    docstring); the true points on every second pixel of each axis."""
+    docstring), the true points on every second pixel of each axis; and the signed errors
+    of :func:`band_errors` (``{}`` when there are too few points)."""
     from scipy.spatial import cKDTree
 
     from face3d_mesh._model_solver import umeyama
@@ -75,7 +94,7 @@ def now_error(rec, gt: np.ndarray, region: np.ndarray, intrinsics: dict) -> floa
     valid = region & np.isfinite(rec.depth_mm)
     rows, cols = np.nonzero(valid)
     if rows.size < 100:
-        return None
+        return None, {}
     z = gt[rows, cols].astype(np.float64)
     truth = np.column_stack(
         [(cols - intrinsics["cx"]) * z / intrinsics["fx"],
@@ -88,8 +107,69 @@ def now_error(rec, gt: np.ndarray, region: np.ndarray, intrinsics: dict) -> floa
     s, rot, t = umeyama(ours[best], truth[best])
     aligned = s * ours @ rot.T + t
     sample = ((rows % 2) == 0) & ((cols % 2) == 0)
-    nearest, _ = cKDTree(aligned).query(truth[sample])
-    return round(float(np.median(nearest)), 3)
+    nearest, index = cKDTree(aligned).query(truth[sample])
+    # positive where the aligned reconstruction lies nearer the camera than the truth
+    signed = np.sign(truth[sample, 2] - aligned[index, 2]) * nearest
+    edge_mm = _edge_distance_px(valid)[rows, cols] * z / intrinsics["fx"]
+    bands = band_errors(
+        signed,
+        rows[sample],
+        cols[sample],
+        edge_mm[sample],
+        z[sample],
+        turned=abs(yaw_deg) >= TURNED_DEG,
+    )
+    return round(float(np.median(nearest)), 3), bands
+
+
+def _edge_distance_px(region: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of every pixel of ``region`` from the region's edge."""
+    import cv2
+
+    return cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
+
+
+def band_errors(signed, rows, cols, edge_mm, depth, *, turned: bool) -> dict:
+    """Median signed error (mm) of the true points in each band of the region.
+
+    Parameters
+    ----------
+    signed : numpy.ndarray
+        (N,) distance of each true point to the aligned reconstruction, mm, positive where
+        the reconstruction is nearer the camera.
+    rows, cols : numpy.ndarray
+        (N,) the points' pixels.
+    edge_mm : numpy.ndarray
+        (N,) each point's distance from the region's edge, mm.
+    depth : numpy.ndarray
+        (N,) each point's true depth, mm (tells the far side of a turned head).
+    turned : bool
+        Report the sides as ``near_side`` and ``far_side`` rather than ``sides``.
+
+    Returns
+    -------
+    dict
+        Band name (of :data:`BANDS`) to the median, rounded to 0.01 mm; a band with fewer
+        than 20 points is left out.
+    """
+    angle = np.degrees(np.arctan2(rows - rows.mean(), cols - cols.mean()))
+    edge = edge_mm < EDGE_MM
+    left, right = edge & (np.abs(angle) > 135), edge & (np.abs(angle) < 45)
+    masks = {
+        "top": edge & (angle > -135) & (angle < -45),
+        "bottom": edge & (angle > 45) & (angle < 135),
+        "interior": edge_mm >= INTERIOR_MM,
+    }
+    if not turned:
+        masks["sides"] = left | right
+    elif left.any() and right.any():
+        far_left = np.median(depth[left]) > np.median(depth[right])
+        masks["far_side"], masks["near_side"] = (left, right) if far_left else (right, left)
+    return {
+        name: round(float(np.median(signed[m])), 2)
+        for name, m in masks.items()
+        if np.count_nonzero(m) >= 20
+    }
 
 
 def flat_baseline(gt: np.ndarray, region: np.ndarray) -> float:
@@ -132,13 +212,21 @@ def run_case(path: Path, backends, options: dict, intrinsics: bool) -> list[dict
             continue
         seconds = time.perf_counter() - start
         region = face_mask(rec.landmarks, gt.shape) & np.isfinite(gt)
+        pose = meta.get("pose", {})
+        now, bands = now_error(
+            rec, gt, region, meta["intrinsics"], yaw_deg=float(pose.get("yaw_deg", 0.0))
+        )
         rows.append({
             "case": path.stem,
             "set": path.parent.name,
             "backend": backend,
             "frontal": is_frontal(meta),
+            "yaw_deg": pose.get("yaw_deg"),
+            "pitch_deg": pose.get("pitch_deg"),
+            "lens_mm": meta["intrinsics"].get("focal_35mm_equiv_mm"),
             **score(rec.depth_mm, gt, region),
-            "now_mm": now_error(rec, gt, region, meta["intrinsics"]),
+            "now_mm": now,
+            "bands_mm": bands,
             "flat_shape_mm": round(flat_baseline(gt, region), 3),
             "scale_source": rec.scale.source,
             "seconds": round(seconds, 2),
@@ -163,6 +251,25 @@ def summary(rows: list[dict]) -> dict:
         "shape_mm": summarise([r["shape_mm"] for r in front]),
         "now_mm": summarise([r["now_mm"] for r in front]),
     }
+    out["by_yaw"] = _by_yaw(rows)
+    out["bands_mm"] = {
+        band: summarise([r["bands_mm"].get(band) for r in rows if r.get("bands_mm")])["median"]
+        for band in BANDS
+    }
+    return out
+
+
+def _by_yaw(rows: list[dict]) -> list[dict]:
+    """Case count and median errors per bin of |yaw| (cases without a pose left out)."""
+    out = []
+    for lo, hi in zip(YAW_BINS[:-1], YAW_BINS[1:], strict=True):
+        inside = [r for r in rows if r.get("yaw_deg") is not None and lo <= abs(r["yaw_deg"]) < hi]
+        out.append({
+            "yaw_deg": [lo, hi],
+            "cases": len(inside),
+            "shape_mm": summarise([r["shape_mm"] for r in inside])["median"],
+            "now_mm": summarise([r["now_mm"] for r in inside])["median"],
+        })  # fmt: skip
     return out
 
 
@@ -178,6 +285,15 @@ def _print_summary(name: str, s: dict) -> None:
         f"scale {f(s['scale']['median'])}  (flat {f(s['flat_shape_mm']['median'])})",
         file=sys.stderr,
     )
+    by_yaw = "  ".join(
+        f"{lo:.0f}-{hi:.0f}° ({b['cases']}) {f(b['shape_mm'])} {f(b['now_mm'])}"
+        for b in s["by_yaw"]
+        for lo, hi in [b["yaw_deg"]]
+        if b["cases"]
+    )
+    bands = "  ".join(f"{k} {v:+.2f}" for k, v in s["bands_mm"].items() if v is not None)
+    print(f"{'':28} by |yaw| (shape, NoW): {by_yaw}", file=sys.stderr)
+    print(f"{'':28} NoW bands (mm, + = too near): {bands}", file=sys.stderr)
 
 
 def main() -> int:

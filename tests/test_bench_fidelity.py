@@ -1,0 +1,76 @@
+"""The fidelity benchmark's breakdowns (``scripts/bench_fidelity.py``): where the NoW-like
+error sits (edge bands, near and far side) and the errors by yaw."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=1)
+def _bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench_fidelity", ROOT / "scripts" / "bench_fidelity.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _disc(radius_mm=60.0, px_per_mm=2.0):
+    """Points of a disc-shaped region: rows, cols, distance from its edge (mm)."""
+    n = int(2 * radius_mm * px_per_mm) + 1
+    rows, cols = np.mgrid[0:n, 0:n]
+    centre = (n - 1) / 2
+    r_mm = np.hypot(rows - centre, cols - centre) / px_per_mm
+    inside = r_mm <= radius_mm
+    return rows[inside], cols[inside], (radius_mm - r_mm)[inside]
+
+
+def test_bands_find_the_far_side_of_a_turned_head_from_the_true_depth():
+    bench = _bench()
+    rows, cols, edge_mm = _disc()
+    for far_on_left in (True, False):
+        # a head turned about its vertical axis: one side deeper than the other
+        slope = 0.8 if far_on_left else -0.8
+        depth = 400.0 + slope * (cols.max() / 2 - cols)
+        signed = np.zeros(rows.size)
+        left_edge = (edge_mm < bench.EDGE_MM) & (cols < cols.mean() - 80)
+        right_edge = (edge_mm < bench.EDGE_MM) & (cols > cols.mean() + 80)
+        top_edge = (edge_mm < bench.EDGE_MM) & (rows < rows.mean() - 80)
+        signed[left_edge] = 2.0  # the reconstruction too near on the left
+        signed[right_edge] = -0.5
+        signed[top_edge] = -1.0
+        bands = bench.band_errors(signed, rows, cols, edge_mm, depth, turned=True)
+        far, near = (2.0, -0.5) if far_on_left else (-0.5, 2.0)
+        assert bands["far_side"] == far and bands["near_side"] == near
+        assert bands["top"] == -1.0 and bands["bottom"] == 0.0 and bands["interior"] == 0.0
+        assert "sides" not in bands
+
+    bands = bench.band_errors(signed, rows, cols, edge_mm, depth, turned=False)
+    assert "far_side" not in bands and "near_side" not in bands
+    assert -0.5 <= bands["sides"] <= 2.0
+
+
+def test_a_band_with_too_few_points_is_left_out():
+    bench = _bench()
+    rows, cols, edge_mm = _disc(radius_mm=12.0, px_per_mm=1.0)
+    bands = bench.band_errors(
+        np.ones(rows.size), rows, cols, edge_mm, np.full(rows.size, 300.0), turned=False
+    )
+    assert "interior" not in bands  # nothing lies 15 mm inside a 12 mm disc
+    assert bands["top"] == 1.0
+
+
+def test_errors_by_yaw_put_each_case_in_one_bin():
+    bench = _bench()
+    yaws = [0.0, -9.9, 10.0, 25.0, -30.0, 41.0, None]
+    rows = [{"yaw_deg": y, "shape_mm": 1.0 + i, "now_mm": 0.5 + i} for i, y in enumerate(yaws)]
+    bins = bench._by_yaw(rows)
+    assert [b["cases"] for b in bins] == [2, 1, 1, 2]
+    assert bins[0]["shape_mm"] == 1.5 and bins[3]["now_mm"] == 5.0
