@@ -6,12 +6,12 @@ skipped with :data:`needs_scan` when it is absent. Its eyes are closed.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCAN = ROOT.parent / "shared" / "fidelity" / "scan"
@@ -23,11 +23,7 @@ needs_scan = pytest.mark.skipif(
 
 @lru_cache(maxsize=1)
 def _renderer():
-    spec = importlib.util.spec_from_file_location(
-        "render_scan_cases", ROOT / "scripts" / "render_scan_cases.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("render_scan_cases")
     return module, module.load_scan(SCAN)
 
 

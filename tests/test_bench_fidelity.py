@@ -3,23 +3,12 @@ error sits (edge bands, near and far side) and the errors by yaw."""
 
 from __future__ import annotations
 
-import importlib.util
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
+from script_modules import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-@lru_cache(maxsize=1)
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_fidelity", ROOT / "scripts" / "bench_fidelity.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_fidelity")
 
 
 def _disc(radius_mm=60.0, px_per_mm=2.0):
