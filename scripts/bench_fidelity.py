@@ -27,8 +27,8 @@ or more inside the edge), as ``bands_mm``.
 Prints a table to stderr (per case, then per backend the median and 90th percentile over
 cases, the same over the frontal cases only: |yaw| and |pitch| under 5°, no roll, the
 medians by |yaw| (``by_yaw``: the error grows with it) and the median of each band over the
-cases) and the whole result as JSON to stdout. The neural backends need weights (``--weights``) and
-are not run by default.
+cases) and the whole result as JSON to stdout. The neural backends need weights
+(``--weights``) and are not run by default.
 
 Each case's focal length (from its ``.json``) is given to the pipeline as a photo's EXIF
 tag FocalLengthIn35mmFilm would give it; ``--no-intrinsics`` scores the pipeline as it
