@@ -146,6 +146,21 @@ def scan_landmarks(mesh, texture) -> np.ndarray:
     return (cam - t) @ rot  # X_model = R^T (X_cam - t), row by row
 
 
+def morph_coefficients(seed: int, sd: float, count: int) -> np.ndarray:
+    """The identity coefficients of ``--morph SEED``: (count,) N(0, sd²) from ``seed``."""
+    return np.random.default_rng(seed).normal(0.0, sd, count)
+
+
+def case_camera(case, *, size: int, distance_factor: float):
+    """(fx, R, t) of a case from :func:`random_cases` or :func:`sweep_cases` (pixels, the
+    rotation and translation of X_cam = R X_model + t, mm)."""
+    _, yaw, pitch, roll, f35, _, factor, shift = case
+    fx = f35 / 36 * size
+    rot = rotation(yaw, pitch, roll)
+    distance = distance_factor * (768 / size) * fx * factor  # face ~ half the frame
+    return fx, rot, np.array([shift[0], shift[1], distance]) - rot @ PIVOT_MODEL_MM
+
+
 def morph_scan(mesh, texture, seed: int, sd: float = 1.0):
     """The scan with another face shape: a random identity of the ICT face model, as a
     displacement from the model's neutral face, carried onto the scan.
@@ -172,7 +187,7 @@ def morph_scan(mesh, texture, seed: int, sd: float = 1.0):
     source = model.landmark_mean[:468]
     ok = np.isfinite(target).all(axis=1)
     s, rot, t = umeyama(source[ok], target[ok])
-    coef = np.random.default_rng(seed).normal(0.0, sd, model.n_identity)
+    coef = morph_coefficients(seed, sd, model.n_identity)
     delta = (model.vertices(coef) - model.neutral).astype(np.float64) @ rot.T * s
     placed = model.neutral.astype(np.float64) @ rot.T * s + t
     dist, idx = cKDTree(placed).query(np.asarray(mesh.points), k=64)
@@ -269,11 +284,9 @@ def main(argv=None):
         mesh, subject["morph"] = morph_scan(mesh, texture, args.morph, args.morph_sd)
     size = args.size
     cases = sweep_cases(args) if args.sweep else random_cases(args.count, args.seed, size)
-    for name, yaw, pitch, roll, f35, lights, factor, shift in cases:
-        fx = f35 / 36 * size
-        rot = rotation(yaw, pitch, roll)
-        distance = args.distance_factor * (768 / size) * fx * factor  # face ~ half the frame
-        t = np.array([shift[0], shift[1], distance]) - rot @ PIVOT_MODEL_MM
+    for case in cases:
+        name, yaw, pitch, roll, f35, lights, _, _ = case
+        fx, rot, t = case_camera(case, size=size, distance_factor=args.distance_factor)
         image, depth = render(mesh, texture, rot, t, fx, size, lights)
         pose = {"yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll, "R": rot.tolist(),
                 "t_mm": t.tolist()}  # fmt: skip
