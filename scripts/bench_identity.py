@@ -25,7 +25,7 @@ Per morph (median over its cases) and overall:
   the gap between 1 and ``ceiling`` the fit's and the 2D evidence's.
 
 Usage: ``python scripts/bench_identity.py ../shared/fidelity/scan [--morphs 2,4,6,7]
-[--count 12] [--seed 300]`` (about 2 s per case on a 2-core CPU).
+[--count 12] [--seed 300]`` (about 1 s per pose on a 2-core CPU).
 """
 
 from __future__ import annotations
