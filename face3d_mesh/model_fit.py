@@ -1,7 +1,8 @@
 """Fit the morphable face model (:mod:`face3d_mesh.morphable`) to MediaPipe's landmarks.
 
-The fit finds the head's pose, the identity coefficients (prior N(0, 1) each) and the
-expression weights (in [0, 1], a weak pull toward 0) that best explain
+The fit finds the head's pose, the first :data:`IDENTITY_MODES` identity coefficients
+(prior N(0, 1) each; the later modes stay 0) and the expression weights (in [0, 1], a weak
+pull toward 0) that best explain
 
 - the 468 face-mesh landmarks' image positions (pixels; noise :data:`LANDMARK_SIGMA_MM`
   on the face), the face-oval landmarks as **sliding** points: only their offset across
@@ -37,7 +38,13 @@ from functools import cached_property
 
 import numpy as np
 
-from ._model_solver import CONTOUR_SIGMA_MM, DEPTH_SIGMA_MM, LANDMARK_SIGMA_MM, FitProblem
+from ._model_solver import (
+    CONTOUR_SIGMA_MM,
+    DEPTH_SIGMA_MM,
+    IDENTITY_MODES,
+    LANDMARK_SIGMA_MM,
+    FitProblem,
+)
 from ._threads import single_threaded_blas
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "LANDMARK_SIGMA_MM",
     "DEPTH_SIGMA_MM",
     "CONTOUR_SIGMA_MM",
+    "IDENTITY_MODES",
 ]
 
 _N_MESH = 468
@@ -58,7 +66,8 @@ class ModelFit:
     Attributes
     ----------
     identity : numpy.ndarray
-        (100,) float64 identity coefficients (prior N(0, 1)).
+        (100,) float64 identity coefficients (prior N(0, 1)); those past the fit's
+        ``identity_modes`` (default :data:`IDENTITY_MODES`) are 0.
     expression : numpy.ndarray
         (53,) float64 expression weights in [0, 1] (names in ``expression_names``).
     expression_names : tuple of str
@@ -193,6 +202,7 @@ def fit_face_model(
     focal_px: float | None = None,
     principal_point: tuple[float, float] | None = None,
     iterations: int = 4,
+    identity_modes: int = IDENTITY_MODES,
 ) -> ModelFit:
     """Fit the morphable model to one face's 478 MediaPipe landmarks.
 
@@ -209,6 +219,11 @@ def fit_face_model(
         face's own centre (the face then sits on the optical axis).
     iterations : int, keyword-only
         Alternations of the shape and pose solves.
+    identity_modes : int, keyword-only
+        How many of the model's identity modes are fitted (the first, largest ones; the
+        others stay 0): default :data:`IDENTITY_MODES` (15 of 100), since MediaPipe's
+        landmarks follow a face's own shape only in part; 100 fits them all (e.g. to
+        landmarks known to be exact).
 
     Returns
     -------
@@ -221,9 +236,9 @@ def fit_face_model(
         raise ValueError(f"points must be finite, shape (478, 3), got {pts.shape}")
     model = face_model()
     with single_threaded_blas():
-        problem = FitProblem(model, pts, focal_px, principal_point)
+        problem = FitProblem(model, pts, focal_px, principal_point, identity_modes)
         pose = problem.initial_pose()
-        coef = np.zeros(model.n_identity + model.n_expression)
+        coef = np.zeros(problem.n_coef)
         for _ in range(iterations):
             shape = problem.shape_points(coef)
             pose = problem.pose_step(pose, shape, steps=3)
