@@ -16,7 +16,7 @@ Cameras: **perspective** (a pinhole with known focal length and principal point)
 given; the pipeline always gives one, the photo's or a guess).
 The fit alternates a linear least-squares solve of the coefficients given the pose (bounds
 on the expression weights by an active-set method) with a few Gauss-Newton steps of the
-pose given the shape: deterministic, ~10-30 ms.
+pose given the shape: deterministic, ~20-25 ms on a 2-core CPU.
 
 Frames and units of :class:`ModelFit`:
 
