@@ -366,7 +366,11 @@ class FitProblem:
             residuals_px=residuals,
             face_width_mm=width,
             face_width_sd_mm=width_sd,
-            info={"depth_nuisance_px": pose.dz.tolist(), "depth_scale": pose.kz},
+            info={
+                "depth_nuisance_px": pose.dz.tolist(),
+                "depth_scale": pose.kz,
+                "identity_modes": self.n_id,
+            },
         )
 
     def _face_width(self, pose, coef, shape_all) -> tuple[float, float]:

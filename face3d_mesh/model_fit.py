@@ -100,6 +100,10 @@ class ModelFit:
         the fitted face in 3D, mm: the face size the identity implies.
     face_width_sd_mm : float
         Its standard uncertainty, mm (the fit's linearised posterior, scale included).
+    info : dict
+        Solver details: ``identity_modes`` (how many identity modes were fitted),
+        ``depth_scale`` and ``depth_nuisance_px`` (MediaPipe's depth scale relative to the
+        model's, and the offset and tilt fitted away from its depths).
     """
 
     identity: np.ndarray
@@ -183,6 +187,7 @@ class ModelFit:
             "mm_per_px": self.mm_per_px,
             "residual_median_px": float(np.median(self.residuals_px[:_N_MESH])),
             "identity_norm": float(np.linalg.norm(self.identity)),
+            "identity_modes": self.info.get("identity_modes"),
         }
 
 

@@ -146,6 +146,8 @@ def test_default_fit_solves_the_first_identity_modes(seed):
     )
     assert 0 < IDENTITY_MODES < 100 and fit.identity.shape == (100,)
     assert not fit.identity[IDENTITY_MODES:].any() and fit.identity[:IDENTITY_MODES].any()
+    assert fit.to_dict()["identity_modes"] == IDENTITY_MODES
+    assert full.to_dict()["identity_modes"] == 100
     assert _angle_deg(fit.rotation, rot) < 3.0
     truth = m.vertices(identity, expression)
     err = _similarity_error(fit.vertices_model().astype(float), truth)
