@@ -132,7 +132,7 @@ class FitProblem:
         self.depth_design = np.column_stack([np.ones(_N_MESH), centred])
         self.mean = model.landmark_mean[:_N_MESH]
         # the coefficients solved for: the first identity modes, then every expression
-        self.n_id = int(np.clip(identity_modes, 0, model.n_identity))
+        self.n_id = int(identity_modes)  # 0..n_identity, checked by fit_face_model
         self.n_id_model = model.n_identity
         used = np.r_[: self.n_id, model.n_identity : model.n_identity + model.n_expression]
         self.all_mean, self.all_modes = model.landmark_mean, model.landmark_modes[used]

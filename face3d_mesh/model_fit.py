@@ -240,8 +240,10 @@ def fit_face_model(
     if pts.shape != (478, 3) or not np.isfinite(pts).all():
         raise ValueError(f"points must be finite, shape (478, 3), got {pts.shape}")
     model = face_model()
+    if not 0 <= int(identity_modes) <= model.n_identity:
+        raise ValueError(f"identity_modes must be 0-{model.n_identity}, got {identity_modes!r}")
     with single_threaded_blas():
-        problem = FitProblem(model, pts, focal_px, principal_point, identity_modes)
+        problem = FitProblem(model, pts, focal_px, principal_point, int(identity_modes))
         pose = problem.initial_pose()
         coef = np.zeros(problem.n_coef)
         for _ in range(iterations):

@@ -134,7 +134,7 @@ def test_fit_recovers_a_known_face_and_its_pose(seed):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_default_fit_solves_the_first_identity_modes(seed):
     # by default only the first IDENTITY_MODES identity coefficients are fitted (the later
-    # ones stay 0); a face within those modes is recovered as well as by the full fit
+    # ones stay 0); a face within those modes is recovered better than by the full fit
     m = face_model()
     identity, expression, angles = _known_face(seed)
     identity[IDENTITY_MODES:] = 0.0
@@ -197,6 +197,9 @@ def test_fit_is_deterministic_and_rejects_bad_input():
     bad[3, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):
         fit_face_model(bad)
+    for modes in (-1, 101):
+        with pytest.raises(ValueError, match="identity_modes must be 0-100"):
+            fit_face_model(points, identity_modes=modes)
 
 
 def test_face_width_and_its_uncertainty_are_plausible():
