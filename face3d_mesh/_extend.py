@@ -7,6 +7,7 @@ import numpy as np
 __all__ = ["extend_linear"]
 
 _DIRECTIONS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+_WEIGHTS = np.array([1.0 / (dy * dy + dx * dx) for dy, dx in _DIRECTIONS])
 
 
 def extend_linear(values: np.ndarray, rings: int) -> np.ndarray:
@@ -32,29 +33,31 @@ def extend_linear(values: np.ndarray, rings: int) -> np.ndarray:
     """
     import cv2
 
+    rings = int(rings)
     h, w = values.shape
-    d = np.pad(np.asarray(values, dtype=np.float64), 2, constant_values=np.nan)
-    ok = np.isfinite(d)
-    wp = w + 4
-    frame = np.zeros(d.shape, bool)
-    frame[2:-2, 2:-2] = True
-    kernel = np.ones((3, 3), np.uint8)
-    flat_d, flat_ok = d.ravel(), ok.ravel()
-    for _ in range(int(rings)):
-        ring = (cv2.dilate(ok.view(np.uint8), kernel) > 0) & ~ok & frame
-        idx = np.flatnonzero(ring)
+    d = np.full((h + 4, w + 4), np.nan)  # two pixels of NaN round it: no bounds checks
+    d[2:-2, 2:-2] = values
+    d[~np.isfinite(d)] = np.nan
+    # Ring k is the pixels k steps (8-neighbours) from the finite ones: the chessboard
+    # distance, so the rings come from one distance transform, not k dilations.
+    dist = cv2.distanceTransform(np.isnan(d).view(np.uint8), cv2.DIST_C, 3)
+    dist[:2], dist[-2:], dist[:, :2], dist[:, -2:] = 0, 0, 0, 0
+    todo = np.flatnonzero((dist > 0) & (dist <= rings))
+    ring_of = dist.ravel()[todo].astype(np.int16)
+    order = np.argsort(ring_of, kind="stable")
+    todo = todo[order]
+    bounds = np.searchsorted(ring_of[order], np.arange(1, rings + 2))
+    offsets = np.array([dy * (w + 4) + dx for dy, dx in _DIRECTIONS])
+    flat = d.ravel()
+    for k in range(rings):
+        idx = todo[bounds[k] : bounds[k + 1]]
         if idx.size == 0:
             break
-        num = np.zeros(idx.size)
-        den = np.zeros(idx.size)
-        for dy, dx in _DIRECTIONS:
-            off = dy * wp + dx
-            n1, n2 = idx + off, idx + 2 * off
-            o1, o2 = flat_ok[n1], flat_ok[n2]
-            weight = 1.0 / (dy * dy + dx * dx)
-            guess = np.where(o2, 2.0 * flat_d[n1] - np.where(o2, flat_d[n2], 0.0), flat_d[n1])
-            num += np.where(o1, weight * guess, 0.0)
-            den += weight * o1
-        flat_d[idx] = num / den
-        flat_ok[idx] = True
+        near = idx[:, None] + offsets  # (n, 8): the neighbours q, then the pixels beyond
+        d1, d2 = flat[near], flat[near + offsets]
+        guess = 2.0 * d1 - d2
+        np.copyto(guess, d1, where=np.isnan(d2))
+        known = ~np.isnan(d1)
+        np.copyto(guess, 0.0, where=~known)
+        flat[idx] = (guess @ _WEIGHTS) / (known @ _WEIGHTS)
     return d[2:-2, 2:-2].astype(np.float32)

@@ -13,6 +13,8 @@ face oval of any such run, not only of its own.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import UsageError
@@ -21,6 +23,7 @@ from .landmarks import FACE_OVAL
 __all__ = ["face_mask", "face_alpha"]
 
 _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
+_WINDOW_BORDER_PX = 4  # background round the grown oval in face_mask's working window
 
 
 def face_mask(
@@ -57,9 +60,19 @@ def face_mask(
         raise UsageError("mask margin must be >= 0 pixels")
     height, width = int(shape[0]), int(shape[1])
     polygon = np.asarray(landmarks, dtype=np.float64)[list(FACE_OVAL), :2]
+    out = np.zeros((height, width), bool)
+    # The work is done in a window round the oval (a face is a small part of a big photo),
+    # with a border of background pixels wide enough for the distance transforms to see
+    # everything they would on the whole image.
+    pad = int(math.ceil(grow_px)) + _WINDOW_BORDER_PX
+    x0, y0 = (max(int(math.floor(v)) - pad, 0) for v in polygon.min(axis=0))
+    x1, y1 = (int(math.ceil(v)) + pad + 1 for v in polygon.max(axis=0))
+    x1, y1 = min(x1, width), min(y1, height)
+    if x1 <= x0 or y1 <= y0:
+        return out
     # fillPoly treats integer vertices as pixel centres; fixed point gives sub-pixel edges.
-    pts = np.rint(polygon * (1 << _SUBPIXEL_BITS)).astype(np.int32)
-    mask = np.zeros((height, width), np.uint8)
+    pts = np.rint((polygon - (x0, y0)) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
     if grow_px > 0:
         outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5)
@@ -67,7 +80,8 @@ def face_mask(
     if erode_px > 0:
         inside = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
         mask = (inside > erode_px).astype(np.uint8)
-    return mask.astype(bool)
+    out[y0:y1, x0:x1] = mask.astype(bool)
+    return out
 
 
 def face_alpha(mask: np.ndarray, *, feather_px: float) -> np.ndarray:

@@ -653,8 +653,11 @@ def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: floa
     weights /= weights.sum(axis=1, keepdims=True)
     idx = (k - start[k])[:, None] + offsets[None, :]
     idx = start[k][:, None] + idx % length[k][:, None]
-    q = p[idx] + d[:, None, None] * n[idx]
-    mean = np.sum(_sample(zmap, q.reshape(-1, 2)).reshape(idx.shape) * weights, axis=1)
+    # the points of the parallel curves, x and y apart (gathers of whole (N, 2) rows
+    # cost more than the arithmetic)
+    qu = p[:, 0][idx] + d[:, None] * n[:, 0][idx]
+    qv = p[:, 1][idx] + d[:, None] * n[:, 1][idx]
+    mean = np.sum(_sample_at(zmap, qu.ravel(), qv.ravel()).reshape(idx.shape) * weights, axis=1)
     r = d / width_px
     blend = 1.0 - r * r * (3.0 - 2.0 * r)
     out[near] += blend * (mean - out[near])
@@ -664,13 +667,19 @@ def _smooth_along_outline(z, uv, loops, zmap, *, sigma_px: float, width_px: floa
 def _sample(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear samples of an (h, w) or (h, w, c) image at (N, 2) pixel positions: (N,) or
     (N, c), the image's dtype (OpenCV remap, edges replicated)."""
+    return _sample_at(image, uv[:, 0], uv[:, 1])
+
+
+def _sample_at(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """:func:`_sample` at the positions ``(u[i], v[i])`` (two (N,) arrays)."""
     import cv2
 
-    n = len(uv)
+    n = len(u)
     cols = 1024
     rows = max(-(-n // cols), 1)
     maps = np.zeros((2, rows * cols), np.float32)
-    maps[:, :n] = uv.T
+    maps[0, :n] = u
+    maps[1, :n] = v
     out = cv2.remap(
         image,
         maps[0].reshape(rows, cols),
@@ -685,18 +694,24 @@ def _bilinear_rgb(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray
     """Sample an (H, W, 3) uint8 image bilinearly at pixel positions (u, v); (N, 3) uint8.
 
     OpenCV's remap: positions are rounded to 1/32 pixel, edges replicated."""
-    return _sample(image, np.column_stack([u, v])).reshape(-1, 3)
+    return _sample_at(image, u, v).reshape(-1, 3)
 
 
 def _point_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals, float32 (N, 3)."""
-    p = np.asarray(points, dtype=np.float32)
-    a = p[faces[:, 0]]
-    fn = np.cross(p[faces[:, 1]] - a, p[faces[:, 2]] - a).astype(np.float64)
-    n = np.zeros((points.shape[0], 3))
+    # Coordinate by coordinate on whole columns (np.cross and norms along a length-3 axis
+    # cost several times the arithmetic).
+    x, y, z = (np.asarray(points[:, k], dtype=np.float32) for k in range(3))
+    f0, f1, f2 = (np.ascontiguousarray(faces[:, k]) for k in range(3))
+    ax, ay, az = x[f0], y[f0], z[f0]
+    ux, uy, uz = x[f1] - ax, y[f1] - ay, z[f1] - az
+    vx, vy, vz = x[f2] - ax, y[f2] - ay, z[f2] - az
+    face_normal = (uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx)
     idx = faces.ravel()
-    for k in range(3):
-        n[:, k] = np.bincount(idx, weights=np.repeat(fn[:, k], 3), minlength=points.shape[0])
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    n = [
+        np.bincount(idx, weights=np.repeat(c.astype(np.float64), 3), minlength=points.shape[0])
+        for c in face_normal
+    ]
+    norm = np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2])
     norm[norm == 0] = 1.0
-    return (n / norm).astype(np.float32)
+    return np.column_stack([c / norm for c in n]).astype(np.float32)

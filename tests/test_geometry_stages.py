@@ -84,6 +84,41 @@ def test_mask_is_the_oval_polygon(astronaut_rgb, astronaut_face):
     assert alpha.max() == 1.0 and alpha[~mask].max() == 0 and 0 < alpha[mask].min() < 1
 
 
+def _mask_reference(points, shape, grow, erode):
+    """face_mask's rule on the whole photo: the oval filled at 1/16 px, then the distance
+    transforms."""
+    mask = np.zeros(shape, np.uint8)
+    pts = np.rint(points[list(FACE_OVAL)] * 16).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=4)
+    if grow:
+        mask = (cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5) <= grow).astype(np.uint8)
+    if erode:
+        mask = (cv2.distanceTransform(mask, cv2.DIST_L2, 5) > erode).astype(np.uint8)
+    return mask.astype(bool)
+
+
+def test_mask_is_the_same_wherever_the_face_lies_in_the_photo(astronaut_rgb, astronaut_face):
+    # face_mask works in a window round the oval; the mask must be the one the whole photo
+    # gives, with the face in a big photo, cut by the photo's edges, or outside it.
+    points = astronaut_face.points[:, :2]
+    h, w = astronaut_rgb.shape[:2]
+    low, high = points[list(FACE_OVAL)].min(axis=0), points[list(FACE_OVAL)].max(axis=0)
+    placements = [
+        ((0, 0), (h, w)),
+        ((900, 700), (2200, 2500)),  # a small face in a big photo
+        (tuple(-(low + 30)), (h, w)),  # cut by the top-left corner
+        ((0, 0), (int(high[1]) - 25, int(high[0]) - 20)),  # cut on the right and bottom
+        ((-5000, 0), (h, w)),  # outside the photo
+    ]
+    for shift, shape in placements:
+        moved = points + shift
+        for grow, erode in ((0.0, 0.0), (12.5, 0.0), (7.0, 3.0), (0.0, 4.5)):
+            got = face_mask(moved, shape, grow_px=grow, erode_px=erode)
+            want = _mask_reference(moved, shape, grow, erode)
+            assert got.shape == shape
+            np.testing.assert_array_equal(got, want, err_msg=f"{shift} {shape} {grow} {erode}")
+
+
 def test_iris_scale_on_open_eyes(astronaut_face):
     scale = estimate_scale(astronaut_face.points)
     assert scale.source == "iris+biocular_width_prior"

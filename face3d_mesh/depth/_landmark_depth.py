@@ -54,7 +54,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..landmarks import MIRROR_PAIRS, mirror_permutation
-from ._zbuffer import _edge_functions, _fragments
+from ._zbuffer import _edge_functions, _span_pixels, _spans
 
 __all__ = [
     "rasterize_landmark_depth",
@@ -409,13 +409,20 @@ def _rasterize(vertices, triangles, grad, height, width):
         q[:, 6] -= margin
         q[:, 7] += margin
 
-    pix_t, u, v = _fragments(x, y, a, b, c, height, width)
-    if len(pix_t) == 0:
+    t, v, col0, span = _spans(x, y, a, b, c, height, width)
+    if not span.any():
         return np.full((height, width), np.nan, np.float32)
-    k = q[pix_t]
-    uf, vf = u.astype(np.float64), v.astype(np.float64)
-    z = k[:, 0] + uf * (k[:, 1] + uf * k[:, 3] + vf * k[:, 4]) + vf * (k[:, 2] + vf * k[:, 5])
-    z = np.minimum(np.maximum(z, k[:, 6]), k[:, 7])
-    np.minimum.at(depth, v * width + u, z)
+    # Along a span (row v of triangle t) the polynomial is z = e0 + e1 u + e2 u^2.
+    k = q[t]
+    vf = v.astype(np.float64)
+    e0 = k[:, 0] + vf * (k[:, 2] + vf * k[:, 5])
+    e1 = k[:, 1] + vf * k[:, 4]
+    e2, z_lo, z_hi = k[:, 3], k[:, 6], k[:, 7]
+    of, offset = _span_pixels(span)
+    u = col0[of] + offset
+    uf = u.astype(np.float64)
+    z = e0[of] + uf * (e1[of] + uf * e2[of])
+    z = np.minimum(np.maximum(z, z_lo[of]), z_hi[of])
+    np.minimum.at(depth, v[of] * width + u, z)
     depth[np.isinf(depth)] = np.nan
     return depth.reshape(height, width).astype(np.float32)

@@ -33,30 +33,53 @@ def _edge_functions(x, y):
     return a, b, c, det
 
 
-def _fragments(x, y, a, b, c, height, width):
-    """Every (triangle, pixel) pair with the pixel centre inside the triangle: scanline
-    spans per triangle and row. Returns triangle index, column, row (int64 arrays)."""
+def _spans(x, y, a, b, c, height, width):
+    """The scanline spans of triangles with corners x, y (T, 3) and edge functions a, b,
+    c: per (triangle, row) pair, the triangle ``t``, the row ``v``, the first column
+    ``col0`` and the number of pixel centres inside it, ``span`` (int64 arrays; spans
+    may be empty).
+
+    (Corner by corner on whole columns: numpy's reductions along a length-3 axis cost
+    several times more than the element-wise work, and most triangles are a few pixels.)
+    """
     eps = -1e-7
-    r0 = np.clip(np.ceil(y.min(axis=1)), 0, height).astype(np.int64)
-    r1 = np.clip(np.floor(y.max(axis=1)), -1, height - 1).astype(np.int64)
+    y_lo = np.minimum(np.minimum(y[:, 0], y[:, 1]), y[:, 2])
+    y_hi = np.maximum(np.maximum(y[:, 0], y[:, 1]), y[:, 2])
+    r0 = np.clip(np.ceil(y_lo), 0, height).astype(np.int64)
+    r1 = np.clip(np.floor(y_hi), -1, height - 1).astype(np.int64)
     rows = np.maximum(r1 - r0 + 1, 0)
     t = np.repeat(np.arange(len(rows)), rows)
     v = r0[t] + (np.arange(len(t)) - np.repeat(np.cumsum(rows) - rows, rows))
-    s = eps - (b[t] * v[:, None] + c[t])  # need a_k u >= s_k
-    ak = a[t]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bound = s / ak
-    lo = np.where(ak > 0, bound, -np.inf).max(axis=1)
-    hi = np.where(ak < 0, bound, np.inf).min(axis=1)
-    flat_ok = np.where(ak == 0, s <= 0, True).all(axis=1)
+    lo = np.full(len(t), -np.inf)
+    hi = np.full(len(t), np.inf)
+    inside = np.ones(len(t), bool)
+    for k in range(3):
+        ak = a[:, k][t]
+        s = eps - (b[:, k][t] * v + c[:, k][t])  # need a_k u >= s_k
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = s / ak
+        np.maximum(lo, np.where(ak > 0, bound, -np.inf), out=lo)
+        np.minimum(hi, np.where(ak < 0, bound, np.inf), out=hi)
+        inside &= (ak != 0) | (s <= 0)
     col0 = np.clip(np.ceil(lo), 0, width).astype(np.int64)
     col1 = np.clip(np.floor(hi), -1, width - 1).astype(np.int64)
-    span = np.where(flat_ok, np.maximum(col1 - col0 + 1, 0), 0)
-    total = int(span.sum())
-    pix_t = np.repeat(t, span)
-    row = np.repeat(v, span)
-    col = np.repeat(col0, span) + (np.arange(total) - np.repeat(np.cumsum(span) - span, span))
-    return pix_t, col, row
+    span = np.where(inside, np.maximum(col1 - col0 + 1, 0), 0)
+    return t, v, col0, span
+
+
+def _span_pixels(span: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For spans of ``span`` pixels each: the span of each pixel, and its column offset
+    in that span (int64 arrays)."""
+    of = np.repeat(np.arange(len(span)), span)
+    return of, np.arange(len(of)) - np.repeat(np.cumsum(span) - span, span)
+
+
+def _fragments(x, y, a, b, c, height, width):
+    """Every (triangle, pixel) pair with the pixel centre inside the triangle. Returns
+    triangle index, column, row (int64 arrays)."""
+    t, v, col0, span = _spans(x, y, a, b, c, height, width)
+    of, offset = _span_pixels(span)
+    return t[of], col0[of] + offset, v[of]
 
 
 def rasterize(
