@@ -146,15 +146,14 @@ def warp_to_image(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, in
     Returns
     -------
     numpy.ndarray
-        H×W float32, bilinearly resampled; NaN outside the crop's footprint and where
-        none of a pixel's four crop neighbours is defined. Undefined crop pixels next to
-        defined ones are first given the mean of their defined 8-neighbours, so that
-        valid values near them stay valid: re-apply a mask afterwards.
+        H×W float32, bilinearly resampled; NaN outside the crop's footprint. Undefined
+        crop pixels are first filled from their nearest neighbours so that valid values
+        near them stay valid: re-apply a mask afterwards.
     """
     import cv2
 
     height, width = int(shape[0]), int(shape[1])
-    filled = _fill_next_to_defined(values)
+    filled = extend_nearest(values)
     # Only the crop's footprint in the photo is resampled (a small window of a big photo).
     h, w = filled.shape
     inverse = cv2.invertAffineTransform(aligned.matrix)
@@ -177,24 +176,4 @@ def warp_to_image(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, in
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=float("nan"),
     )
-    return out
-
-
-def _fill_next_to_defined(values: np.ndarray) -> np.ndarray:
-    """Copy (float32) whose NaN pixels with a finite 8-neighbour hold those neighbours'
-    mean; other NaN pixels stay NaN. (All a bilinear resampling needs: each sample's
-    four neighbours are within one pixel of each other.)"""
-    import cv2
-
-    values = np.asarray(values, dtype=np.float32)
-    known = np.isfinite(values)
-    if known.all():
-        return values.copy()
-    total = cv2.boxFilter(np.where(known, values, 0.0).astype(np.float32), -1, (3, 3),
-                          normalize=False, borderType=cv2.BORDER_CONSTANT)  # fmt: skip
-    count = cv2.boxFilter(known.astype(np.float32), -1, (3, 3), normalize=False,
-                          borderType=cv2.BORDER_CONSTANT)  # fmt: skip
-    out = values.copy()
-    fill = ~known & (count > 0)
-    out[fill] = total[fill] / count[fill]
     return out
