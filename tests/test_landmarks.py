@@ -103,3 +103,26 @@ def test_a_mirrored_face_mesh_pass_lands_on_the_same_landmarks(astronaut_rgb):
     eye_px = np.linalg.norm(face.points[LEFT_EYE_OUTER, :2] - face.points[RIGHT_EYE_OUTER, :2])
     assert np.median(gap) < 0.02 * eye_px and gap.max() < 0.1 * eye_px
     assert gap[468:].max() < 0.05 * eye_px
+
+
+def test_refining_passes_side_by_side_equal_one_after_the_other(astronaut_rgb):
+    """The refining passes run at the same time on their own graphs; the landmarks are
+    exactly those of the same passes run one after the other on one graph, and a closed
+    detector starts again (new graphs, a new pool) on its next call."""
+    from face3d_mesh.landmarks import _REFINE_PASSES, LandmarkDetector
+
+    with LandmarkDetector() as detector:
+        (face,) = detector.detect(astronaut_rgb)
+        assert detector._pass_pool is not None
+        assert len(detector._pass_meshes) == len(_REFINE_PASSES) - 1
+        together = detector._refining_passes(astronaut_rgb, face)
+        serial = [
+            detector._mesh_upright(astronaut_rgb, face, f, mirrored=m) for f, m in _REFINE_PASSES
+        ]
+        assert len(together) == len(serial) == 2
+        for a, b in zip(together, serial, strict=True):
+            np.testing.assert_array_equal(a.points, b.points)
+        detector.close()
+        assert detector._pass_pool is None and detector._pass_meshes == ()
+        (again,) = detector.detect(astronaut_rgb)
+        np.testing.assert_array_equal(again.points, face.points)
