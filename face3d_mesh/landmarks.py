@@ -273,7 +273,7 @@ class LandmarkDetector:
                 # detector look at the whole image.
                 faces = self._mesh_whole(image)
             if self.refine:
-                faces = [self._refined(image, face) for face in faces]
+                faces = self._refine_all(image, faces)
         faces = _deduplicate(sorted(faces, key=lambda f: f.size_px, reverse=True))
         return faces[: self.max_faces]
 
@@ -360,7 +360,24 @@ class LandmarkDetector:
             inverse, shape=image.shape[:2]
         )
 
-    def _refined(self, image, face: FaceLandmarks) -> FaceLandmarks:
+    def _refine_all(self, image, faces: list[FaceLandmarks]) -> list[FaceLandmarks]:
+        """Each face refined (:meth:`_refined`). A face that no refining pass sees at all
+        was likely not a face: on a head turned and tilted up, the whole photo's face
+        detector found nothing, a half-photo tile found a "face" on the ear, the first
+        pass drew one there and the wider crops around it held no face. Such faces give
+        way to the face mesh's own search of the whole photo when that finds a face the
+        others do not already hold; otherwise they stay, as before."""
+        refined = [self._refined(image, face) for face in faces]
+        kept = [face for face, seen in refined if seen]
+        unseen = [face for face, seen in refined if not seen]
+        if not unseen:
+            return kept
+        whole = [self._refined(image, face) for face in self._mesh_whole(image)]
+        whole = [face for face, seen in whole if seen]
+        whole = [f for f in whole if all(_iou(f.box, g.box) < _REFINE_MIN_IOU for g in kept)]
+        return kept + (whole or unseen)
+
+    def _refined(self, image, face: FaceLandmarks) -> tuple[FaceLandmarks, bool]:
         """The mean of ``face`` and of the face mesh run on upright crops around it.
 
         Passes that find no face, or a different one, are left out. When every pass
@@ -368,7 +385,8 @@ class LandmarkDetector:
         wrong one: the face detector's box can cover only part of a face (seen on a head
         turned and tilted up, the box on the mouth and chin, the mesh shrunk onto them),
         and the wider crops around it then show the whole face. Their mean becomes the
-        new first pass, up to :data:`_RESEED_MAX` times.
+        new first pass, up to :data:`_RESEED_MAX` times. Returns the refined face and
+        whether any refining pass found a face at all.
         """
         for attempt in range(_RESEED_MAX + 1):
             found = [f for f in self._refining_passes(image, face) if f is not None]
@@ -378,9 +396,10 @@ class LandmarkDetector:
             face = FaceLandmarks(
                 points=np.mean([f.points for f in found], axis=0), image_shape=face.image_shape
             )
-        return FaceLandmarks(
+        face = FaceLandmarks(
             points=np.mean([face.points, *agree], axis=0), image_shape=face.image_shape
         )
+        return face, bool(found)
 
     def _refining_passes(self, image, face: FaceLandmarks) -> list[FaceLandmarks | None]:
         """The :data:`_REFINE_PASSES` around ``face``, the first here, the others at the

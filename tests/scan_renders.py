@@ -27,6 +27,27 @@ def _renderer():
     return module, module.load_scan(SCAN)
 
 
+@lru_cache(maxsize=2)
+def _morphed(seed: int):
+    render, (mesh, texture) = _renderer()
+    return render.morph_scan(mesh, texture, seed)[0], texture
+
+
+def render_scan_at(rot, t_mm, *, lens_mm: float, lights="key", size=768, morph=None):
+    """A render at a given camera pose (``X_cam = rot X_model + t_mm``, as a case's
+    ``.json`` records it), of the scan or, with ``morph=SEED``, of the scan given another
+    face shape (``render_scan_cases.py --morph SEED``): (RGB uint8 image, true depth in
+    mm with NaN background, focal length in px)."""
+    render, (mesh, texture) = _renderer()
+    if morph is not None:
+        mesh, texture = _morphed(int(morph))
+    fx = lens_mm / 36 * size
+    image, depth = render.render(
+        mesh, texture, np.asarray(rot, float), np.asarray(t_mm, float), fx, size, lights
+    )
+    return np.ascontiguousarray(image[:, :, :3]), depth, fx
+
+
 def render_scan(*, lens_mm=50.0, yaw=0.0, pitch=0.0, roll=0.0, lights="key", size=768):
     """(RGB uint8 image, true depth in mm with NaN background, focal length in px)."""
     render, (mesh, texture) = _renderer()
