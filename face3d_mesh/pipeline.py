@@ -624,6 +624,7 @@ class _Prepared:
 @one_blas_thread
 def _prepare(source, config, name, stage) -> _Prepared:
     from .align import align_face
+    from .depth._backends import crop_size_px
     from .image import load_photo
     from .landmarks import detect_faces
     from .mask import face_mask
@@ -650,7 +651,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
     # scan: 93 mm between the outer eye corners for a true 82, against the prior's 90).
     scale = estimate_scale(face.points)
     with stage("align"):
-        aligned = align_face(image, face, size_px=config.working_size_px)
+        aligned = align_face(image, face, size_px=crop_size_px(config))
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
         mask = _photo_mask(face.points, image.shape[:2], scale, config)
     axis = _principal_point(image, aligned, focal_source)

@@ -297,3 +297,19 @@ def test_the_stages_run_with_one_blas_thread_and_restore_the_callers(astronaut_r
     assert {"landmarks", "model_fit", "depth", "filter", "surface"} <= seen.keys()
     for label, threads in seen.items():
         assert set(threads.values()) == {1}, (label, threads)
+
+
+def test_the_crop_is_the_working_size_offline_and_at_least_a_networks_input(astronaut_rgb):
+    from face3d_mesh.config import ReconstructionConfig
+    from face3d_mesh.depth._backends import crop_size_px
+
+    config = ReconstructionConfig()
+    assert crop_size_px(config.replace(depth="hybrid")) == config.working_size_px == 448
+    assert crop_size_px(config.replace(depth="model", working_size_px=600)) == 600
+    beit = config.replace(depth="midas", depth_model="dpt_beit_large_512")
+    assert crop_size_px(beit) == 512  # never an enlarged crop for the network
+    hybrid_net = config.replace(depth="fused", depth_model="dpt_hybrid_384")
+    assert crop_size_px(hybrid_net) == 448
+    assert crop_size_px(hybrid_net.replace(working_size_px=300)) == 384
+    rec = face3d_mesh.reconstruct(astronaut_rgb, working_size_px=400)
+    assert max(rec._depth_stage.aligned.image.shape[:2]) == 400

@@ -137,6 +137,19 @@ def resolve_backend(config) -> tuple[str, str | None]:
     return OFFLINE_DEFAULT, _midas_advice(config)
 
 
+def crop_size_px(config) -> int:
+    """The long side (pixels) of the face crop the depth stage needs: the config's
+    ``working_size_px``, raised to the network's input size when a neural backend runs
+    (``dpt_beit_large_512`` sees 512 pixels, ``depth_anything_v2_vits`` 518), so that the
+    network is not fed an enlarged crop."""
+    backend, _ = resolve_backend(config)
+    if backend not in ("midas", "fused"):
+        return int(config.working_size_px)
+    from ._registry import get_spec
+
+    return max(int(config.working_size_px), int(get_spec(config.depth_model).input_size))
+
+
 def predict_relative_batch(images, config, *, batch_size: int) -> list[np.ndarray]:
     """The network's relative inverse depth for several face crops, in batches."""
     estimator = _estimator(config.depth_model, config.weights, config.device)
