@@ -15,7 +15,7 @@ import numpy as np
 
 from .landmarks import FACE_OVAL, FaceLandmarks
 
-__all__ = ["AlignedFace", "align_face", "warp_to_image", "extend_nearest"]
+__all__ = ["AlignedFace", "align_face", "warp_to_image", "warp_window", "extend_nearest"]
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,28 @@ def warp_to_image(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, in
         crop pixels are first filled from their nearest neighbours so that valid values
         near them stay valid: re-apply a mask afterwards.
     """
+    out = np.full((int(shape[0]), int(shape[1])), np.nan, np.float32)
+    found = warp_window(values, aligned, shape)
+    if found is not None:
+        rows, cols, block = found
+        out[rows, cols] = block
+    return out
+
+
+def warp_window(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, int]):
+    """:func:`warp_to_image` on the crop's footprint only (a small window of a big photo).
+
+    Returns
+    -------
+    tuple or None
+        ``(rows, cols, block)``: the photo's slices the footprint covers and the
+        resampled values there (float32, NaN beyond the footprint's edge); None when the
+        footprint misses the photo. Everywhere else :func:`warp_to_image` gives NaN.
+    """
     import cv2
 
     height, width = int(shape[0]), int(shape[1])
     filled = extend_nearest(values)
-    # Only the crop's footprint in the photo is resampled (a small window of a big photo).
     h, w = filled.shape
     inverse = cv2.invertAffineTransform(aligned.matrix)
     corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
@@ -163,12 +180,11 @@ def warp_to_image(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, in
     y0 = max(0, int(math.floor(corners[:, 1].min())))
     x1 = min(width, int(math.ceil(corners[:, 0].max())) + 1)
     y1 = min(height, int(math.ceil(corners[:, 1].max())) + 1)
-    out = np.full((height, width), np.nan, np.float32)
     if x1 <= x0 or y1 <= y0:
-        return out
+        return None
     window = aligned.matrix.copy()
     window[:, 2] += aligned.matrix[:, :2] @ np.array([x0, y0], np.float64)
-    out[y0:y1, x0:x1] = cv2.warpAffine(
+    block = cv2.warpAffine(
         filled,
         window,
         (x1 - x0, y1 - y0),
@@ -176,4 +192,4 @@ def warp_to_image(values: np.ndarray, aligned: AlignedFace, shape: tuple[int, in
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=float("nan"),
     )
-    return out
+    return slice(y0, y1), slice(x0, x1), block

@@ -750,7 +750,7 @@ def _camera(prep: _Prepared, landmarks: np.ndarray):
 @one_blas_thread
 def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=None):
     """Filtering, mapping back to the photo, and the surface: the re-runnable stages."""
-    from .align import warp_to_image
+    from .align import warp_window
     from .filtering import filter_depth
     from .landmarks import NOSE_TIP
     from .surface import surface_arrays
@@ -768,9 +768,15 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
             smooth_sigma_mm=config.smooth_sigma_mm,
         )
         filtered = _continue_past_oval(filtered, depth_stage.mm_per_crop_px, config)
-        depth_mm = warp_to_image(filtered, depth_stage.aligned, image.shape[:2])
-        depth_mm -= depth_stage.nose_offset_mm
-        depth_mm[~mask] = np.nan
+        # warp_to_image, with the offset and the mask applied on the crop's footprint only
+        # (the rest is NaN): whole-photo passes cost ~25 ms on a 12 MP photo.
+        depth_mm = np.full(image.shape[:2], np.nan, np.float32)
+        found = warp_window(filtered, depth_stage.aligned, image.shape[:2])
+        if found is not None:
+            rows, cols, block = found
+            block -= depth_stage.nose_offset_mm
+            block[~mask[rows, cols]] = np.nan
+            depth_mm[rows, cols] = block
     with stage("surface"):
         mesh = surface_arrays(
             depth_mm,

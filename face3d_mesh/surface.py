@@ -179,7 +179,7 @@ def surface_arrays(
     depth, (u0, v0), image = _check_inputs(depth_mm, mm_per_px, origin_px, image)
     h, w = depth.shape
     finite = np.isfinite(depth)
-    n_valid = int(finite.sum())
+    n_valid = int(np.count_nonzero(finite))
     if n_valid == 0:
         raise UsageError("depth map has no finite value to mesh")
     step = _grid_step(grid_step_px, n_valid, target_triangles)

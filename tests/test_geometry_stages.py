@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from face3d_mesh.align import align_face, extend_nearest, warp_to_image
+from face3d_mesh.align import align_face, extend_nearest, warp_to_image, warp_window
 from face3d_mesh.landmarks import FACE_OVAL, detect_faces
 from face3d_mesh.mask import face_alpha, face_mask
 from face3d_mesh.scale import BIOCULAR_WIDTH_MM, IRIS_DIAMETER_MM, estimate_scale
@@ -46,6 +46,29 @@ def test_warp_back_reproduces_a_known_field(astronaut_rgb, astronaut_face):
     mask = face_mask(astronaut_face.points, astronaut_rgb.shape[:2])
     vv, uu = np.nonzero(mask)
     np.testing.assert_allclose(back[vv, uu], uu + 2 * vv, atol=0.05)
+
+
+def test_warp_window_is_the_warp_on_the_crops_footprint(astronaut_rgb, astronaut_face):
+    """The window holds all that warp_to_image puts on the photo (NaN elsewhere); a crop
+    whose footprint misses the photo gives None."""
+    import dataclasses
+
+    aligned = align_face(astronaut_rgb, astronaut_face, size_px=256)
+    values = np.random.default_rng(5).normal(size=aligned.image.shape[:2]).astype(np.float32)
+    values[:40] = np.nan
+    shape = astronaut_rgb.shape[:2]
+    full = warp_to_image(values, aligned, shape)
+    rows, cols, block = warp_window(values, aligned, shape)
+    assert block.dtype == np.float32 and block.shape == full[rows, cols].shape
+    np.testing.assert_array_equal(block, full[rows, cols])
+    outside = np.ones(shape, bool)
+    outside[rows, cols] = False
+    assert outside.any() and np.isnan(full[outside]).all()
+    away = aligned.matrix.copy()
+    away[:, 2] -= 10 * np.asarray(shape[::-1], float)  # the crop far beyond the photo
+    moved = dataclasses.replace(aligned, matrix=away)
+    assert warp_window(values, moved, shape) is None
+    assert np.isnan(warp_to_image(values, moved, shape)).all()
 
 
 def test_extend_nearest_copies_a_nearby_finite_value():
