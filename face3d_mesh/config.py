@@ -41,11 +41,13 @@ class ReconstructionConfig:
         The photo's focal length in pixels, for the perspective correction of the landmark
         depths. None: from the EXIF tag FocalLengthIn35mmFilm when present, otherwise a
         default guess (a 50 mm-equivalent lens, and the camera at least 3 face sizes away).
+        At least 0.2 × the photo's long side (a 7 mm-equivalent lens; shorter raises
+        ``UsageError``: it is most likely not in pixels).
     mask_margin_mm : float
         Grows the face-oval mask outward by this much, mm on the face (converted to pixels
         with the metric scale), so that it covers the face oval of other landmark runs,
-        which differ by a few pixels (0 = exactly the oval). The depth in the margin
-        continues the face's slope outward (no flat brim).
+        which differ by a few pixels (0 = exactly the oval; at most 25). The depth in the
+        margin continues the face's slope outward (no flat brim).
     mask_erode_px : float
         Then shrinks the mask by this many pixels of the input photo (0 = none).
     bilateral_sigma_space_mm : float
@@ -59,7 +61,7 @@ class ReconstructionConfig:
     fill_holes : bool
         Fill NaN holes inside the mask from their surroundings.
     smooth_sigma_mm : float
-        Extra Gaussian smoothing of the depth map, mm (0 = none).
+        Extra Gaussian smoothing of the depth map, mm (0 = none; at most 20).
     target_triangles : int
         Approximate number of triangles of the surface mesh when ``grid_step_px`` is None.
     grid_step_px : float or None

@@ -94,7 +94,8 @@ def filter_depth(
     sig_g_px = smooth_sigma_mm / mm_per_px
     do_bilateral = bilateral_sigma_space_mm > 0 and bilateral_sigma_depth_mm > 0
     radius_b = min(int(math.ceil(2.0 * sig_b_px)), 25) if do_bilateral else 0
-    radius_g = int(math.ceil(3.0 * sig_g_px)) if smooth_sigma_mm > 0 else 0
+    # A kernel wider than the map smooths no more than one as wide as the map.
+    radius_g = min(int(math.ceil(3.0 * sig_g_px)), max(depth.shape)) if smooth_sigma_mm > 0 else 0
     pad = max(radius_b, radius_g, _MEDIAN_KSIZE // 2) + 2
 
     rows = np.flatnonzero(mask.any(axis=1))

@@ -36,6 +36,7 @@ __all__ = [
     "find_faces",
     "reconstruct",
     "reconstruct_many",
+    "validate_config",
 ]
 
 
@@ -253,7 +254,7 @@ class Reconstruction:
                 "call reconstruct() again"
             )
         config = self.config.replace(**changes)
-        _validate(config)
+        validate_config(config)
         if self._depth_stage is None:
             raise UsageError("this reconstruction keeps no depth stage to re-run")
         timings = {k: v for k, v in self.timings.items() if k not in ("filter", "surface")}
@@ -462,7 +463,7 @@ def reconstruct(
         if options
         else (config or ReconstructionConfig())
     )
-    _validate(config)
+    validate_config(config)
     timings: dict[str, float] = {}
     if name is None:
         name = _source_name(source)
@@ -502,7 +503,7 @@ def reconstruct_many(
     from .errors import Face3DError
 
     config = (config or ReconstructionConfig()).replace(**options)
-    _validate(config)
+    validate_config(config)
     if batch_size < 1:
         raise UsageError("batch_size must be at least 1")
     backend, _ = resolve_backend(config)
@@ -892,6 +893,14 @@ def _focal_length(exif_focal, image, face, config) -> tuple[float, str]:
     from .depth._landmark_depth import DEFAULT_FOCAL_35MM, DEFAULT_FOCAL_PER_FACE_SIZE
 
     if config.focal_length_px is not None:
+        long_side = max(image.shape[:2])
+        if config.focal_length_px < MIN_FOCAL_PER_LONG_SIDE * long_side:
+            raise UsageError(
+                f"focal length {config.focal_length_px:g} px is too short for a "
+                f"{long_side}-pixel photo (a {36 * config.focal_length_px / long_side:.2g} "
+                f"mm-equivalent lens; at least {MIN_FOCAL_PER_LONG_SIDE * long_side:g} px): "
+                "give it in pixels, e.g. 35 mm-equivalent focal / 36 × the photo's long side"
+            )
         return float(config.focal_length_px), "user"
     if exif_focal is not None:
         return exif_focal, "exif"
@@ -900,7 +909,22 @@ def _focal_length(exif_focal, image, face, config) -> tuple[float, str]:
     return max(lens, DEFAULT_FOCAL_PER_FACE_SIZE * face.size_px), "default"
 
 
-def _validate(config: ReconstructionConfig) -> None:
+#: Largest mask margin (mm on the face): past it the mask takes in hair, ears and background,
+#: and the depth continued into it is a guess.
+MAX_MASK_MARGIN_MM = 25.0
+#: Largest extra Gaussian smoothing (mm): a sigma of 20 mm already leaves a featureless dome.
+MAX_SMOOTH_SIGMA_MM = 20.0
+#: Shortest focal length accepted from the user, as a fraction of the photo's long side (a
+#: 7 mm-equivalent lens, wider than any phone's ultra-wide camera): shorter is most likely
+#: not in pixels, and would give a mesh metres wide.
+MIN_FOCAL_PER_LONG_SIDE = 0.2
+
+
+def validate_config(config: ReconstructionConfig) -> None:
+    """Raise :class:`~face3d_mesh.errors.UsageError` naming the first option of ``config``
+    out of its range (what :func:`reconstruct` checks before any work; a batch checks it
+    before its first photo). The focal length's lower bound depends on the photo and is
+    checked with it."""
     from .depth._backends import DEPTH_BACKENDS
 
     checks = [
@@ -909,11 +933,13 @@ def _validate(config: ReconstructionConfig) -> None:
          f"unknown depth backend {config.depth!r}: use {', '.join(DEPTH_BACKENDS)}"),
         (64 <= config.working_size_px <= 4096, "working size must be 64..4096 pixels"),
         (config.mask_erode_px >= 0, "mask erosion must be >= 0"),
-        (config.mask_margin_mm >= 0, "mask margin must be >= 0 mm"),
+        (0 <= config.mask_margin_mm <= MAX_MASK_MARGIN_MM,
+         f"mask margin must be 0..{MAX_MASK_MARGIN_MM:g} mm"),
         (config.bilateral_sigma_space_mm >= 0, "bilateral spatial sigma must be >= 0 mm"),
         (config.bilateral_sigma_depth_mm >= 0, "bilateral depth sigma must be >= 0 mm"),
         (config.outlier_threshold >= 0, "outlier threshold must be >= 0"),
-        (config.smooth_sigma_mm >= 0, "smoothing sigma must be >= 0 mm"),
+        (0 <= config.smooth_sigma_mm <= MAX_SMOOTH_SIGMA_MM,
+         f"smoothing sigma must be 0..{MAX_SMOOTH_SIGMA_MM:g} mm"),
         (config.target_triangles >= 100, "target triangles must be >= 100"),
         (config.grid_step_px is None or config.grid_step_px > 0, "grid step must be > 0 px"),
         (config.focal_length_px is None or config.focal_length_px > 0,

@@ -114,6 +114,18 @@ def test_no_inputs_is_a_clean_error(tmp_path, clean_env):
     assert "Traceback" not in result.stderr
 
 
+def test_an_option_out_of_range_stops_the_batch_before_its_first_photo(
+    tmp_path, photo_dir, clean_env
+):
+    # It used to fail every photo one by one (exit 7) and leave a folder of summaries.
+    out = tmp_path / "out"
+    result = run(["batch", photo_dir, "-o", out, "--smooth-mm", "100"], clean_env)
+    assert result.returncode == 2, result.stderr
+    assert "smoothing sigma must be 0..20 mm" in result.stderr
+    assert "Traceback" not in result.stderr and "[1/" not in result.stderr
+    assert not out.exists()
+
+
 def test_batch_uses_the_photos_exif_focal_length(tmp_path, astronaut_path):
     """A batch reconstructs each photo as `export` does, EXIF focal length included (the
     perspective correction then tilts the landmark depths): same mesh bytes."""

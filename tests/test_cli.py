@@ -202,6 +202,25 @@ def test_output_and_usage_errors(tmp_path, astronaut_path, clean_env):
     assert not list(tmp_path.glob("f.stl*"))
 
 
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        # Each ran out of memory (a margin or kernel of 1e9 mm) or wrote a mesh metres wide
+        # (a focal length of 1e-6 px, most likely not meant in pixels) before it was checked.
+        ("--smooth-mm", "1e9", "smoothing sigma must be 0..20 mm"),
+        ("--mask-margin-mm", "1e9", "mask margin must be 0..25 mm"),
+        ("--focal-px", "1e-6", "too short for a 512-pixel photo"),
+        ("--focal-px", "100", "at least 102.4 px"),
+    ],
+)
+def test_out_of_range_options_are_usage_errors(
+    tmp_path, astronaut_path, clean_env, option, value, message
+):
+    result = run(["export", astronaut_path, "-o", tmp_path / "f.stl", option, value], clean_env)
+    assert_clean_error(result, 2, message)
+    assert not list(tmp_path.glob("f.stl*"))
+
+
 def test_import_is_light(clean_env):
     code = (
         "import sys, face3d_mesh; face3d_mesh.ReconstructionConfig; "

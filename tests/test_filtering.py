@@ -228,3 +228,14 @@ def test_fine_pixels_step_edge_and_steep_slope_are_kept():
     assert np.abs(out[rows, 129] - 10.0).max() < 0.5
     ramp = (slice(140, 236), slice(40, 216))
     assert np.abs(out[ramp] - depth[ramp]).max() < 0.1
+
+
+def test_a_smoothing_kernel_wider_than_the_map_smooths_like_one_as_wide():
+    depth, mask, r = sphere_cap()
+    # 1e9 mm asked for a kernel of 6e9 pixels (a MemoryError); capped at the map's size it
+    # flattens the cap about as much as the widest kernel that fits.
+    huge = filter_depth(depth, mask, mm_per_px=MM_PER_PX, smooth_sigma_mm=1e9)
+    wide = filter_depth(depth, mask, mm_per_px=MM_PER_PX, smooth_sigma_mm=1e3)
+    assert np.isfinite(huge[mask]).all()
+    assert np.ptp(huge[mask]) < 0.05 * np.ptp(depth[mask])
+    np.testing.assert_allclose(huge[mask], wide[mask], atol=0.01 * np.ptp(depth[mask]))

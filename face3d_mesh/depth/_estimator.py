@@ -34,7 +34,11 @@ def _read_checkpoint(path: Path, spec: ModelSpec) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, not a torch file, unsafe pickle...
-        raise ModelError(f"cannot read weights {path}: {_one_line(exc)}") from None
+        # torch's own message can be a bare pickle opcode ("101" for a PNG): name the kind.
+        raise ModelError(
+            f"cannot read weights {path}: not a readable PyTorch checkpoint "
+            f"({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
     if isinstance(state, Mapping) and "model" in state and "optimizer" in state:
         state = state["model"]
     if not isinstance(state, Mapping) or not all(

@@ -160,6 +160,9 @@ def reconstruct_batch(
     if workers is not None and workers < 1:
         raise UsageError("workers must be at least 1")
     config = config or ReconstructionConfig()
+    from ..pipeline import validate_config
+
+    validate_config(config)  # before the output folder is made and the first photo read
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
