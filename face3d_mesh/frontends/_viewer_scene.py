@@ -248,6 +248,9 @@ class SceneMixin:
         )
         if self._has_texture():
             self.texture = pv.Texture(np.ascontiguousarray(self._texture_image()[..., :3]))
+            # Linear filtering: a face is often ~100 photo pixels wide, and nearest-pixel
+            # sampling showed each as a square on the turned head.
+            self.texture.interpolate = True
             self.actors["textured"] = p.add_mesh(
                 surf, texture=self.texture, ambient=0.25, diffuse=0.8, specular=0.05, **common
             )
