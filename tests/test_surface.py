@@ -163,3 +163,30 @@ def test_inputs_are_validated_and_untouched():
         depth_to_mesh(depth, mm_per_px=1, origin_px=(0, 0), target_triangles=10**12)
     with pytest.raises(UsageError):
         depth_to_mesh(depth, mm_per_px=1, origin_px=(0, 0), target_triangles=0)
+
+
+def test_the_rim_of_a_small_face_stays_within_the_depths_of_its_map(head_scan_path):
+    # The head scan photo at 192 px: the face ~90 px wide, 1.6 mm per pixel. The rim's
+    # treatment continued the temples' steep slope unbounded over its reach, and put the
+    # rim up to 11 mm behind every depth of the map nearby (25 mm on a render at that
+    # size): a flap sticking out behind each temple.
+    import cv2
+    from PIL import Image
+
+    import face3d_mesh
+
+    photo = Image.open(head_scan_path).convert("RGB").resize((192, 192), Image.LANCZOS)
+    rec = face3d_mesh.reconstruct(np.asarray(photo), depth="hybrid")
+    depth = rec.depth_mm
+    finite = np.isfinite(depth)
+    kernel = np.ones((17, 17), np.uint8)  # 8 px round each vertex: past the rim's reach
+    hi = cv2.dilate(np.where(finite, depth, -1e9).astype(np.float32), kernel)
+    lo = cv2.erode(np.where(finite, depth, 1e9).astype(np.float32), kernel)
+    uv = np.asarray(rec.mesh.point_data["UV"])
+    col = np.clip(np.round(uv[:, 0] * 192 - 0.5).astype(int), 0, 191)
+    row = np.clip(np.round((1 - uv[:, 1]) * 192 - 0.5).astype(int), 0, 191)
+    vertex_depth = -np.asarray(rec.mesh.points)[:, 2]  # the mesh's z is minus the depth
+    on_map = finite[row, col]
+    assert np.median(np.abs(vertex_depth[on_map] - depth[row, col][on_map])) < 0.5
+    beyond = np.maximum(vertex_depth - hi[row, col], lo[row, col] - vertex_depth)
+    assert beyond.max() < 1.5, beyond.max()
