@@ -155,3 +155,26 @@ def test_a_photo_turned_sideways_or_upside_down_gives_the_upright_faces_landmark
     assert error < 0.02 * reference.size_px, error / reference.size_px
     expected_roll = {1: -90.0, 2: 180.0, 3: 90.0}[turns]
     assert abs((face.roll_deg - reference.roll_deg - expected_roll + 180) % 360 - 180) < 5
+
+
+@pytest.mark.parametrize("photo, box", [
+    ("head_scan", (260, 200, 510, 520)),  # eyebrows to mouth, the face's left side cut
+    ("astronaut", (185, 110, 275, 215)),  # nose to chin
+])  # fmt: skip
+def test_a_face_cropped_so_tightly_that_it_is_cut_is_found(
+    photo, box, astronaut_path, head_scan_path
+):
+    # BlazeFace and the face mesh's own search found no face in such crops ("no face
+    # found"); in a grey frame round the photo they find it.
+    from PIL import Image
+
+    full = Image.open(astronaut_path if photo == "astronaut" else head_scan_path).convert("RGB")
+    reference = detect_faces(np.asarray(full))[0]
+    crop = np.asarray(full.crop(box))
+    face = detect_faces(crop)[0]
+    xy = face.points[:468, :2] + np.array(box[:2])
+    error = np.median(np.linalg.norm(xy - reference.points[:468, :2], axis=1))
+    assert error < 0.06 * reference.size_px, error / reference.size_px
+    inside = (face.points[:468, 0] >= 0) & (face.points[:468, 0] < crop.shape[1])
+    inside &= (face.points[:468, 1] >= 0) & (face.points[:468, 1] < crop.shape[0])
+    assert 0.6 <= inside.mean() < 0.95  # the face is cut, and most of it is in the photo
