@@ -259,6 +259,11 @@ class LandmarkDetector:
     def detect(self, image: np.ndarray, *, thorough: bool = False) -> list[FaceLandmarks]:
         """Find the faces in ``image``, largest first.
 
+        A face its refining passes stray far from, or none at all, has the photo searched
+        turned too (taken sideways or upside down: :meth:`_turned_if_better`), and when
+        that finds none either, in a wider frame (a face cropped so tightly that it is cut:
+        :meth:`_in_a_wider_frame`).
+
         Parameters
         ----------
         image : numpy.ndarray
