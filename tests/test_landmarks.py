@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from scan_renders import needs_scan, render_scan
 
 from face3d_mesh.errors import NoFaceError
 from face3d_mesh.landmarks import (
@@ -178,3 +179,14 @@ def test_a_face_cropped_so_tightly_that_it_is_cut_is_found(
     inside = (face.points[:468, 0] >= 0) & (face.points[:468, 0] < crop.shape[1])
     inside &= (face.points[:468, 1] >= 0) & (face.points[:468, 1] < crop.shape[0])
     assert 0.6 <= inside.mean() < 0.95  # the face is cut, and most of it is in the photo
+
+
+@needs_scan
+@pytest.mark.parametrize("yaw", [80, 90])
+def test_a_head_seen_from_the_side_is_no_face_in_any_turn(yaw):
+    # The photo as it is holds no face MediaPipe can read; the same photo turned a quarter
+    # made the face mesh's own search draw a frontal "face" (yaw -7°..19°) on the profile,
+    # until the turned photos needed a face detector's box first.
+    image, _, _ = render_scan(yaw=yaw, lens_mm=50)
+    with pytest.raises(NoFaceError):
+        detect_faces(image)
