@@ -98,8 +98,16 @@ def _attach_texture(mesh, image) -> None:
 
 def _read_vtk(path: Path):
     import pyvista as pv
+    from vtkmodules.vtkCommonCore import vtkObject
 
-    mesh = pv.read(path)
+    # VTK's readers print their failures (a dozen lines for a truncated STL or PLY) before
+    # handing back an empty mesh; the caller says it in one line instead.
+    shown = vtkObject.GetGlobalWarningDisplay()
+    vtkObject.GlobalWarningDisplayOff()
+    try:
+        mesh = pv.read(path)
+    finally:
+        vtkObject.SetGlobalWarningDisplay(shown)
     if not isinstance(mesh, pv.PolyData):
         mesh = mesh.extract_surface()
     if path.suffix.lower() == ".obj" and mesh.point_data.active_texture_coordinates is not None:

@@ -106,3 +106,18 @@ def test_view_photo_screenshot(tmp_path, headless):
     )
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (800, 450)
+
+
+@pytest.mark.parametrize(
+    "name, content", [("bad.stl", "solid x\n garbage\n"), ("bad.ply", "ply\nformat ascii 1.0\n")]
+)
+def test_a_corrupt_mesh_file_is_one_line_of_error(name, content, tmp_path, headless):
+    # VTK's readers printed a dozen lines of their own before the error ("ERROR:root:
+    # STLReader error reading file...", the algorithm's vtkInformation dump).
+    path = tmp_path / name
+    path.write_text(content)
+    result = run([path, "--screenshot", tmp_path / "shot.png"], headless)
+    assert result.returncode == 3, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"face3d-mesh: error: {path}: the file holds no triangles"], lines
+    assert not (tmp_path / "shot.png").exists()
