@@ -920,13 +920,30 @@ MAX_SMOOTH_SIGMA_MM = 20.0
 MIN_FOCAL_PER_LONG_SIDE = 0.2
 
 
+_NUMERIC_OPTIONS = (
+    "working_size_px", "mask_margin_mm", "mask_erode_px", "bilateral_sigma_space_mm",
+    "bilateral_sigma_depth_mm", "outlier_threshold", "smooth_sigma_mm", "target_triangles",
+    "grid_step_px", "focal_length_px",
+)  # fmt: skip
+
+
 def validate_config(config: ReconstructionConfig) -> None:
     """Raise :class:`~face3d_mesh.errors.UsageError` naming the first option of ``config``
     out of its range (what :func:`reconstruct` checks before any work; a batch checks it
     before its first photo). The focal length's lower bound depends on the photo and is
     checked with it."""
+    import numbers
+
     from .depth._backends import DEPTH_BACKENDS
 
+    for name in _NUMERIC_OPTIONS:
+        value = getattr(config, name)
+        if value is None and name in ("grid_step_px", "focal_length_px"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise UsageError(f"{name} must be a number, got {value!r}")
+    if not isinstance(config.face, numbers.Integral) or isinstance(config.face, bool):
+        raise UsageError(f"face must be a whole number, got {config.face!r}")
     checks = [
         (config.face >= 0, "face index must be >= 0"),
         (config.depth in DEPTH_BACKENDS,

@@ -110,6 +110,29 @@ def test_face_index_and_no_face(astronaut_rgb):
         face3d_mesh.reconstruct(astronaut_rgb, depth="sonar")
 
 
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        # A string or None from a config file or a form gave a TypeError ("'<=' not
+        # supported between instances of 'int' and 'str'") from deep inside the checks.
+        ("mask_margin_mm", "4", "mask_margin_mm must be a number, got '4'"),
+        ("working_size_px", "448", "working_size_px must be a number"),
+        ("smooth_sigma_mm", None, "smooth_sigma_mm must be a number, got None"),
+        ("face", 1.5, "face must be a whole number"),
+        ("face", True, "face must be a whole number"),
+    ],
+)
+def test_options_of_the_wrong_type_are_usage_errors(astronaut_rgb, option, value, message):
+    with pytest.raises(UsageError, match=message):
+        face3d_mesh.reconstruct(astronaut_rgb, depth="landmarks", **{option: value})
+
+
+def test_numpy_numbers_are_numbers(astronaut_rgb):
+    options = dict(working_size_px=np.int64(448), mask_margin_mm=np.float32(3))
+    rec = face3d_mesh.reconstruct(astronaut_rgb, depth="landmarks", **options)
+    assert np.isfinite(rec.depth_mm).any()
+
+
 def test_camera_and_pixel_to_mesh_agree_with_the_mesh(astronaut_rec):
     rec = astronaut_rec
     cam = rec.camera  # no EXIF: a guessed focal length, the optical axis through the face
