@@ -142,7 +142,9 @@ def write_obj(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
 
     With ``texture`` (the photo, H x W x 3 uint8 RGB) and UVs on the mesh, also writes
     ``<stem>.mtl`` and ``<stem>_texture.png``: the photo cropped to the UVs' bounding box plus
-    a margin, with UVs remapped into the crop; ``mtllib``/``map_Kd`` are relative names.
+    a margin, with UVs remapped into the crop; ``mtllib``/``map_Kd`` are relative names (the
+    stem's white space made ``_`` in them: readers split ``mtllib`` at spaces; the file is
+    UTF-8, for names beyond ASCII).
     Without a texture, vertex colours (point_data "RGB") are written as ``v x y z r g b``
     (values in 0..1, a common extension read by MeshLab, Blender and trimesh).
     """
@@ -153,8 +155,9 @@ def write_obj(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     head = ["# face3d_mesh OBJ, units: mm"]
     if texture is not None:
         crop, uv = _cut_texture(_checked_texture(m, texture), uv)
-        mtl_path = path.with_suffix(".mtl")
-        png_path = path.with_name(path.stem + "_texture.png")
+        stem = "_".join(path.stem.split()) or "face"
+        mtl_path = path.with_name(stem + ".mtl")
+        png_path = path.with_name(stem + "_texture.png")
         files[png_path] = _png(crop)
         files[mtl_path] = (
             "# face3d_mesh material\n"
@@ -181,7 +184,7 @@ def write_obj(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
         parts.append(_rows("f %d/%d %d/%d %d/%d", np.repeat(f1, 2, axis=1)))
     else:
         parts.append(_rows("f %d %d %d", f1))
-    files[path] = "".join(parts).encode("ascii")
+    files[path] = "".join(parts).encode("utf-8")
     return files
 
 

@@ -114,6 +114,26 @@ def test_obj_with_texture(photo, tmp_path):
     assert back.n_points >= mesh.n_points and back.n_cells == mesh.n_cells
 
 
+def test_obj_named_with_spaces_and_accents_keeps_its_texture(photo, tmp_path):
+    # "my face ü.obj" stopped with an internal error (the OBJ was encoded as ASCII), and
+    # "mtllib my face.mtl" is read as three library names, so the texture was lost.
+    from face3d_mesh import load_mesh, mesh_texture
+
+    depth, mask, r = sphere_cap()
+    mesh = depth_to_mesh(
+        depth, mm_per_px=MM_PER_PX, origin_px=CENTRE, image=photo, grid_step_px=2.0
+    )
+    path = tmp_path / "my face ü.obj"
+    files = export_mesh(mesh, path, texture=photo)
+    assert sorted(f.name for f in files) == [
+        "my face ü.obj", "my_face_ü.mtl", "my_face_ü_texture.png"
+    ]  # fmt: skip
+    assert "mtllib my_face_ü.mtl\n" in path.read_text(encoding="utf-8")
+    assert mesh_texture(load_mesh(path)) is not None
+    tm = trimesh.load(path, process=False)
+    assert getattr(tm.visual.material, "image", None) is not None
+
+
 def test_obj_without_texture_has_vertex_colours(mesh, tmp_path):
     files = export_mesh(mesh, tmp_path / "face.obj")
     assert files == [tmp_path / "face.obj"]
