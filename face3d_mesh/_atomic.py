@@ -12,7 +12,18 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["write_atomically", "check_writable"]
+__all__ = ["write_atomically", "check_writable", "refuse_to_overwrite"]
+
+
+def refuse_to_overwrite(source, outputs) -> None:
+    """Raise :class:`OutputError` when one of ``outputs`` is the file ``source`` (the input
+    photo): `depth photo.png -o photo.png` replaced the photo with its depth map."""
+    source = Path(source)
+    if not source.is_file():
+        return
+    for out in map(Path, outputs):
+        if out.exists() and os.path.samefile(out, source):
+            raise OutputError(f"{out}: is the input photo; choose another output name")
 
 
 def check_writable(path) -> Path:

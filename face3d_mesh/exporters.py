@@ -155,9 +155,7 @@ def write_obj(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
     head = ["# face3d_mesh OBJ, units: mm"]
     if texture is not None:
         crop, uv = _cut_texture(_checked_texture(m, texture), uv)
-        stem = "_".join(path.stem.split()) or "face"
-        mtl_path = path.with_name(stem + ".mtl")
-        png_path = path.with_name(stem + "_texture.png")
+        png_path, mtl_path = _obj_companions(path)
         files[png_path] = _png(crop)
         files[mtl_path] = (
             "# face3d_mesh material\n"
@@ -186,6 +184,22 @@ def write_obj(mesh, path: Path, *, texture: np.ndarray | None = None) -> _Files:
         parts.append(_rows("f %d %d %d", f1))
     files[path] = "".join(parts).encode("utf-8")
     return files
+
+
+def _obj_companions(path: Path) -> tuple[Path, Path]:
+    """The texture PNG and MTL files written beside the OBJ ``path`` (the stem's white space
+    made ``_``)."""
+    stem = "_".join(path.stem.split()) or "face"
+    return path.with_name(stem + "_texture.png"), path.with_name(stem + ".mtl")
+
+
+def output_paths(path, *, textured: bool = True) -> list[Path]:
+    """The files :func:`export_mesh` writes for ``path``, ``path`` last: an OBJ with a
+    texture (``textured``) has its texture PNG and MTL beside it."""
+    path = Path(path)
+    if textured and supported_extension(path) == ".obj":
+        return [*_obj_companions(path), path]
+    return [path]
 
 
 def _rows(fmt: str, arr: np.ndarray) -> str:

@@ -126,6 +126,22 @@ def test_an_option_out_of_range_stops_the_batch_before_its_first_photo(
     assert not out.exists()
 
 
+def test_an_output_that_would_replace_another_input_photo_stops_the_batch(
+    tmp_path, astronaut_path, head_scan_path, clean_env
+):
+    # With the photos' own folder as the output, a.png's OBJ texture a_texture.png would
+    # have replaced the photo of that name.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(astronaut_path, folder / "a.png")
+    shutil.copy(head_scan_path, folder / "a_texture.png")
+    result = run(["batch", folder, "-o", folder, "--format", "obj"], clean_env)
+    assert result.returncode == 2, result.stderr
+    assert "a_texture.png, an output of" in result.stderr and "is also an input" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_texture.png"]
+    assert (folder / "a_texture.png").read_bytes() == head_scan_path.read_bytes()
+
+
 def test_batch_uses_the_photos_exif_focal_length(tmp_path, astronaut_path):
     """A batch reconstructs each photo as `export` does, EXIF focal length included (the
     perspective correction then tilts the landmark depths): same mesh bytes."""

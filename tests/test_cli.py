@@ -231,3 +231,23 @@ def test_import_is_light(clean_env):
         [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env, timeout=60
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "command, photo_name, output_name",
+    [
+        ("depth", "me.png", "me.png"),  # replaced the photo with its depth map, exit 0
+        ("export", "me_texture.png", "me.obj"),  # the OBJ's texture PNG is the photo
+        ("view", "me.png", "me.png"),  # --screenshot
+    ],
+)
+def test_an_output_that_is_the_input_photo_is_refused(
+    tmp_path, astronaut_path, clean_env, command, photo_name, output_name
+):
+    photo = tmp_path / photo_name
+    photo.write_bytes(astronaut_path.read_bytes())
+    flag = "--screenshot" if command == "view" else "-o"
+    result = run([command, photo, flag, tmp_path / output_name], clean_env)
+    assert_clean_error(result, OutputError.exit_code, "is the input photo")
+    assert photo.read_bytes() == astronaut_path.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [photo_name]

@@ -80,6 +80,7 @@ def plan_jobs(inputs: list[Path], out_dir: Path, *, overwrite: bool, **options):
     """
     stems = _output_stems(inputs)
     jobs = [Job(str(f), stems[f], str(out_dir), **options) for f in inputs]
+    _refuse_to_overwrite_inputs(jobs, inputs)
     skipped, todo = [], []
     for job in jobs:
         record = None if overwrite else _completion_record(job)
@@ -88,6 +89,31 @@ def plan_jobs(inputs: list[Path], out_dir: Path, *, overwrite: bool, **options):
         else:
             skipped.append(BatchItem(file=job.file, status="skipped", outputs=list(record)))
     return jobs, skipped, todo
+
+
+def _refuse_to_overwrite_inputs(jobs: list[Job], inputs: list[Path]) -> None:
+    """:class:`~face3d_mesh.errors.UsageError` when a job's output would replace one of the
+    inputs: with the output folder the photos' own, ``a.png``'s OBJ texture is
+    ``a_texture.png``, which may be another photo of the batch."""
+    import os
+
+    from ..errors import UsageError
+    from ..exporters import output_paths
+
+    photos = {os.path.normcase(os.path.realpath(f)): f for f in inputs}
+    for job in jobs:
+        if job.all_faces:  # (names with _face0, _face1...: not known before the photo is read)
+            continue
+        planned = output_paths(Path(job.out_dir) / f"{job.stem}.{job.fmt}", textured=not job.solid)
+        if job.save_depth:
+            planned.append(Path(job.out_dir) / f"{job.stem}_depth.npy")
+        for out in planned:
+            photo = photos.get(os.path.normcase(os.path.realpath(out)))
+            if photo is not None:
+                raise UsageError(
+                    f"{out}, an output of {job.file}, is also an input photo; "
+                    "use another output folder"
+                )
 
 
 def _marker(job: Job) -> Path:

@@ -339,6 +339,10 @@ def run_view(
     title = output_dir = output_stem = None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if screenshot is not None:
+            from .._atomic import refuse_to_overwrite
+
+            refuse_to_overwrite(path, [screenshot])  # `view photo.png --screenshot photo.png`
         title = f"face3d_mesh - {path.name}"
         output_dir, output_stem = _outputs_next_to(path, None, None)
         if path.suffix.lower() in MESH_SUFFIXES:
