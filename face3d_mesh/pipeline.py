@@ -372,8 +372,11 @@ class Reconstruction:
         list of pathlib.Path
             Every file written.
         """
-        from .exporters import export_mesh
+        from ._atomic import refuse_to_overwrite
+        from .exporters import export_mesh, output_paths
 
+        if self.source:  # the photo's path: never written over
+            refuse_to_overwrite(self.source, output_paths(path, textured=not solid))
         mesh, texture = self._export_mesh(solid, base_mm, width_mm, edge_mm)
         return export_mesh(mesh, path, texture=texture)
 

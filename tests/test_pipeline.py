@@ -336,3 +336,15 @@ def test_the_crop_is_the_working_size_offline_and_at_least_a_networks_input(astr
     assert crop_size_px(hybrid_net.replace(working_size_px=300)) == 384
     rec = face3d_mesh.reconstruct(astronaut_rgb, working_size_px=400)
     assert max(rec._depth_stage.aligned.image.shape[:2]) == 400
+
+
+def test_saving_over_the_reconstructions_own_photo_is_refused(tmp_path, astronaut_path):
+    from face3d_mesh.errors import OutputError
+
+    photo = tmp_path / "me_texture.png"  # what me.obj's texture would be named
+    photo.write_bytes(astronaut_path.read_bytes())
+    rec = face3d_mesh.reconstruct(photo, depth="landmarks")
+    with pytest.raises(OutputError, match="is the input photo"):
+        rec.save(tmp_path / "me.obj")
+    assert photo.read_bytes() == astronaut_path.read_bytes()
+    assert [p.name for p in rec.save(tmp_path / "me.obj", solid=True)] == ["me.obj"]
