@@ -31,6 +31,8 @@ def check_writable(path) -> Path:
     path = Path(path)
     folder = path.parent
     if not folder.is_dir():
+        if folder.exists():
+            raise OutputError(f"cannot write {path}: {folder} is a file, not a folder")
         raise OutputError(f"cannot write {path}: folder {folder} does not exist")
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder")

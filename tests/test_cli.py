@@ -183,6 +183,9 @@ def test_output_and_usage_errors(tmp_path, astronaut_path, clean_env):
     assert_clean_error(result, OutputError.exit_code, ".xyz")
     result = run(["export", astronaut_path, "-o", tmp_path / "missing" / "face.stl"], clean_env)
     assert_clean_error(result, OutputError.exit_code, "does not exist")
+    (tmp_path / "a_file").write_text("")  # it said "folder .../a_file does not exist"
+    result = run(["export", astronaut_path, "-o", tmp_path / "a_file" / "face.stl"], clean_env)
+    assert_clean_error(result, OutputError.exit_code, "a_file is a file, not a folder")
     result = run(["export", astronaut_path, "-o", tmp_path / "f.stl", "--base-mm", "-1"], clean_env)
     assert_clean_error(result, 2, "base-mm")
     result = run(

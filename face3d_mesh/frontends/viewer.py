@@ -235,8 +235,9 @@ def show(
         shot = Path(screenshot)
         if shot.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             raise OutputError(f"screenshot must be a .png or .jpg file, not {shot.name!r}")
-        if not (shot.parent if str(shot.parent) else Path(".")).is_dir():
-            raise OutputError(f"cannot write {shot}: folder {shot.parent} does not exist")
+        from .._atomic import check_writable
+
+        check_writable(shot)  # its folder exists (and is one), and it is no folder itself
     if not off_screen:
         _require_display()
     elif sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
