@@ -195,9 +195,10 @@ def _obj_companions(path: Path) -> tuple[Path, Path]:
 
 def output_paths(path, *, textured: bool = True) -> list[Path]:
     """The files :func:`export_mesh` writes for ``path``, ``path`` last: an OBJ with a
-    texture (``textured``) has its texture PNG and MTL beside it."""
+    texture (``textured``) has its texture PNG and MTL beside it. :class:`OutputError` for
+    an extension no exporter has."""
     path = Path(path)
-    if textured and supported_extension(path) == ".obj":
+    if supported_extension(path) == ".obj" and textured:
         return [*_obj_companions(path), path]
     return [path]
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -180,6 +181,10 @@ def test_no_face_keeps_an_existing_output_intact(tmp_path, clean_env):
 
 def test_output_and_usage_errors(tmp_path, astronaut_path, clean_env):
     result = run(["export", astronaut_path, "-o", tmp_path / "face.xyz"], clean_env)
+    assert_clean_error(result, OutputError.exit_code, ".xyz")
+    # before any work, with --solid too (a photo without a face would say so, exit 4)
+    cv2.imwrite(str(tmp_path / "grey.png"), np.full((64, 64, 3), 128, np.uint8))
+    result = run(["export", tmp_path / "grey.png", "-o", tmp_path / "f.xyz", "--solid"], clean_env)
     assert_clean_error(result, OutputError.exit_code, ".xyz")
     result = run(["export", astronaut_path, "-o", tmp_path / "missing" / "face.stl"], clean_env)
     assert_clean_error(result, OutputError.exit_code, "does not exist")
