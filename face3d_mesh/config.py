@@ -46,8 +46,10 @@ class ReconstructionConfig:
     mask_margin_mm : float
         Grows the face-oval mask outward by this much, mm on the face (converted to pixels
         with the metric scale), so that it covers the face oval of other landmark runs,
-        which differ by a few pixels (0 = exactly the oval; at most 25). The depth in the
-        margin continues the face's slope outward (no flat brim).
+        which differ by a few pixels (0 = exactly the oval; at most 25); 0.375 of it
+        farther at the top of the forehead and under the chin, where they differ most
+        (``pipeline.MARGIN_STRETCH``). The depth in the margin continues the face's slope
+        outward (no flat brim).
     mask_erode_px : float
         Then shrinks the mask by this many pixels of the input photo (0 = none).
     bilateral_sigma_space_mm : float

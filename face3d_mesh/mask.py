@@ -8,7 +8,8 @@ The margin exists because the face oval is itself uncertain: two MediaPipe runs 
 photo (another crop, another image size) place it a few pixels apart, most on the forehead
 of a head tilted up and on the chin of a turned head. The pipeline grows the mask by
 ``ReconstructionConfig.mask_margin_mm`` (4 mm on the face by default) so that it covers the
-face oval of any such run, not only of its own.
+face oval of any such run, not only of its own, and stretches the oval's top and bottom
+first (``stretch_px``, 0.375 of the margin), where the runs differ most.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .landmarks import FACE_OVAL
 
 __all__ = ["face_mask", "face_alpha"]
 
+_FOREHEAD_TOP, _CHIN = 10, 152  # face-oval landmarks at the top and the bottom of the face
 _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
 _WINDOW_BORDER_PX = 4  # background round the grown oval in face_mask's working window
 
@@ -32,6 +34,7 @@ def face_mask(
     *,
     erode_px: float = 0.0,
     grow_px: float = 0.0,
+    stretch_px: float = 0.0,
 ) -> np.ndarray:
     """Boolean mask of the face oval.
 
@@ -46,6 +49,13 @@ def face_mask(
     grow_px : float, keyword-only
         First grow the oval outward by this distance in pixels (0 = none): every pixel at
         most ``grow_px`` from the oval joins the mask.
+    stretch_px : float, keyword-only
+        Before growing, move the oval's top and bottom outward along the face's own
+        vertical axis (chin to forehead, so the head's roll is followed) by up to this many
+        pixels: the topmost and bottommost oval points by all of it, the others in
+        proportion to their height above or below the oval's centre (the sides not at
+        all). Where the oval is least certain (see the module docstring) without widening
+        the mask at the temples and cheeks, where the face turns away steeply.
 
     Returns
     -------
@@ -56,10 +66,13 @@ def face_mask(
 
     if erode_px < 0:
         raise UsageError("mask erosion must be >= 0 pixels")
-    if grow_px < 0:
+    if grow_px < 0 or stretch_px < 0:
         raise UsageError("mask margin must be >= 0 pixels")
     height, width = int(shape[0]), int(shape[1])
     polygon = np.asarray(landmarks, dtype=np.float64)[list(FACE_OVAL), :2]
+    # the stretched oval's sides slide along themselves: the union keeps every oval pixel
+    polygons = [polygon, _stretched(polygon, float(stretch_px))] if stretch_px > 0 else [polygon]
+    polygon = np.concatenate(polygons)  # the window covers both
     out = np.zeros((height, width), bool)
     # The work is done in a window round the oval (a face is a small part of a big photo),
     # with a border of background pixels wide enough for the distance transforms to see
@@ -71,9 +84,10 @@ def face_mask(
     if x1 <= x0 or y1 <= y0:
         return out
     # fillPoly treats integer vertices as pixel centres; fixed point gives sub-pixel edges.
-    pts = np.rint((polygon - (x0, y0)) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    for each in polygons:
+        pts = np.rint((each - (x0, y0)) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+        cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
     if grow_px > 0:
         outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5)
         mask = (outside <= grow_px).astype(np.uint8)
@@ -82,6 +96,22 @@ def face_mask(
         mask = (inside > erode_px).astype(np.uint8)
     out[y0:y1, x0:x1] = mask.astype(bool)
     return out
+
+
+def _stretched(polygon: np.ndarray, stretch_px: float) -> np.ndarray:
+    """The oval (N, 2) with its top and bottom moved outward along the face's vertical
+    axis (see :func:`face_mask`)."""
+    order = list(FACE_OVAL)
+    top, chin = polygon[order.index(_FOREHEAD_TOP)], polygon[order.index(_CHIN)]
+    up = top - chin
+    length = float(np.hypot(*up))
+    if length < 1e-9:
+        return polygon
+    up /= length
+    height = (polygon - polygon.mean(axis=0)) @ up  # along the axis, + toward the forehead
+    reach = np.where(height > 0, height.max(), -height.min())
+    share = height / np.maximum(reach, 1e-9)  # -1 at the bottom .. 1 at the top
+    return polygon + (stretch_px * share)[:, None] * up
 
 
 def face_alpha(mask: np.ndarray, *, feather_px: float) -> np.ndarray:

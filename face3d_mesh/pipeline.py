@@ -796,6 +796,11 @@ def _finish(image, landmarks, mask, scale, depth_stage, config, timings, stage=N
 
 #: Steepest slope (depth mm per mm outward) the depth continues with past the face oval.
 MARGIN_MAX_SLOPE = 1.0
+#: The mask's margin reaches this much farther (a fraction of ``mask_margin_mm``) at the
+#: top of the forehead and under the chin, tapering to nothing at the face's sides
+#: (:func:`~face3d_mesh.mask.face_mask`'s ``stretch_px``): there other MediaPipe runs'
+#: ovals stray farthest from ours on a head tilted up or down.
+MARGIN_STRETCH = 0.375
 
 
 def _continue_past_oval(depth_mm, mm_per_px, config) -> np.ndarray:
@@ -812,7 +817,8 @@ def _continue_past_oval(depth_mm, mm_per_px, config) -> np.ndarray:
     from ._extend import extend_linear
     from .align import extend_nearest
 
-    rings = int(np.ceil(config.mask_margin_mm / max(mm_per_px, 1e-9))) + 2
+    reach_mm = config.mask_margin_mm * (1.0 + MARGIN_STRETCH)
+    rings = int(np.ceil(reach_mm / max(mm_per_px, 1e-9))) + 2
     known = np.isfinite(depth_mm)
     if rings <= 2 or not known.any():
         return depth_mm
@@ -843,11 +849,15 @@ def _enclosed(missing: np.ndarray) -> np.ndarray:
 
 
 def _photo_mask(points, shape, scale, config) -> np.ndarray:
-    """The face region on the photo: the face oval grown by the margin, then eroded."""
+    """The face region on the photo: the face oval, its top and bottom stretched by
+    :data:`MARGIN_STRETCH` of the margin, grown by the margin, then eroded."""
     from .mask import face_mask
 
     grow_px = config.mask_margin_mm / max(float(scale.mm_per_px), 1e-9)
-    return face_mask(points, shape, grow_px=grow_px, erode_px=config.mask_erode_px)
+    return face_mask(
+        points, shape, grow_px=grow_px, stretch_px=MARGIN_STRETCH * grow_px,
+        erode_px=config.mask_erode_px,
+    )  # fmt: skip
 
 
 def _principal_point(image, aligned, focal_source: str) -> tuple[float, float]:
