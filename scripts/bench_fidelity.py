@@ -35,8 +35,13 @@ tag FocalLengthIn35mmFilm would give it; ``--no-intrinsics`` scores the pipeline
 runs on a photo without camera metadata (a guessed 50 mm-equivalent lens; the face on the
 optical axis).
 
+``--region mediapipe`` takes the region from MediaPipe's own face mesh run once on the
+whole photo (static image mode, as a scorer with its own landmark run would; the
+reconstruction's mask margin, which the default region ``own`` — the reconstruction's own
+landmarks — never reaches, then counts).
+
 Usage: ``python scripts/bench_fidelity.py [--data DIR ...] [--backends landmarks,model,hybrid]
-[--limit N] [--no-intrinsics]``
+[--limit N] [--no-intrinsics] [--region own|mediapipe]``
 """
 
 from __future__ import annotations
@@ -194,7 +199,28 @@ def is_frontal(meta: dict) -> bool:
     return all(abs(float(pose.get(k, 0.0))) < FRONTAL_DEG for k in angles)
 
 
-def run_case(path: Path, backends, options: dict, intrinsics: bool) -> list[dict]:
+_WHOLE_PHOTO_MESH = []
+
+
+def whole_photo_landmarks(image: np.ndarray) -> np.ndarray | None:
+    """(478, 2) x, y (pixel centres) of MediaPipe's face mesh run on the whole photo, or
+    None when it finds no face."""
+    if not _WHOLE_PHOTO_MESH:
+        from mediapipe.python.solutions import face_mesh
+
+        _WHOLE_PHOTO_MESH.append(
+            face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
+        )
+    result = _WHOLE_PHOTO_MESH[0].process(np.ascontiguousarray(image))
+    if not result.multi_face_landmarks:
+        return None
+    h, w = image.shape[:2]
+    return np.array([(p.x * w, p.y * h) for p in result.multi_face_landmarks[0].landmark]) - 0.5
+
+
+def run_case(
+    path: Path, backends, options: dict, intrinsics: bool, region_from: str = "own"
+) -> list[dict]:
     import face3d_mesh
     from face3d_mesh.errors import NoFaceError
     from face3d_mesh.mask import face_mask
@@ -203,6 +229,7 @@ def run_case(path: Path, backends, options: dict, intrinsics: bool) -> list[dict
     meta = json.loads(path.with_suffix(".json").read_text())
     extra = {"focal_length_px": float(meta["intrinsics"]["fx"])} if intrinsics else {}
     rows = []
+    theirs = None
     for backend in backends:
         start = time.perf_counter()
         try:
@@ -211,7 +238,17 @@ def run_case(path: Path, backends, options: dict, intrinsics: bool) -> list[dict
             rows.append({"case": path.stem, "backend": backend, "no_face": True})
             continue
         seconds = time.perf_counter() - start
-        region = face_mask(rec.landmarks, gt.shape) & np.isfinite(gt)
+        if region_from == "mediapipe":
+            if theirs is None:
+                theirs = whole_photo_landmarks(rec.image)
+            if theirs is None:
+                rows.append({
+                    "case": path.stem, "backend": backend, "no_face": True,
+                    "note": "MediaPipe's whole-photo run found no face (no region to score)",
+                })  # fmt: skip
+                continue
+        points = rec.landmarks if region_from == "own" else theirs
+        region = face_mask(points, gt.shape) & np.isfinite(gt)
         pose = meta.get("pose", {})
         now, bands = now_error(
             rec, gt, region, meta["intrinsics"], yaw_deg=float(pose.get("yaw_deg", 0.0))
@@ -312,6 +349,13 @@ def main() -> int:
         help="do not give the pipeline each case's focal length (by default it gets it, as "
         "a photo's EXIF FocalLengthIn35mmFilm would give it)",
     )
+    parser.add_argument(
+        "--region",
+        choices=("own", "mediapipe"),
+        default="own",
+        help="the face oval scored: the reconstruction's own landmarks' (default) or that "
+        "of MediaPipe's face mesh run on the whole photo",
+    )
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     options = {}
@@ -319,7 +363,12 @@ def main() -> int:
         options["weights"] = args.weights
     if args.model:
         options["depth_model"] = args.model
-    results = {"focal_length_given": args.intrinsics, "backends": backends, "sets": {}}
+    results = {
+        "focal_length_given": args.intrinsics,
+        "region": args.region,
+        "backends": backends,
+        "sets": {},
+    }
     for data in args.data:
         cases = sorted(p for p in data.glob("*.png") if p.with_suffix(".json").exists())
         cases = cases[: args.limit] if args.limit else cases
@@ -328,7 +377,7 @@ def main() -> int:
             return 2
         rows = []
         for path in cases:
-            for row in run_case(path, backends, options, args.intrinsics):
+            for row in run_case(path, backends, options, args.intrinsics, args.region):
                 rows.append(row)
                 if not row.get("no_face"):
                     print(f"{row['case'][:34]:34} {row['backend']:9} cov {row['coverage']:.3f} "

@@ -61,3 +61,22 @@ def test_errors_by_yaw_put_each_case_in_one_bin():
     bins = bench._by_yaw(rows)
     assert [b["cases"] for b in bins] == [2, 1, 1, 2]
     assert bins[0]["shape_mm"] == 1.5 and bins[3]["now_mm"] == 5.0
+
+
+def test_the_region_can_come_from_mediapipes_own_run_on_the_whole_photo():
+    """``--region mediapipe``: the face oval scored is that of MediaPipe's face mesh run on
+    the whole photo, not the reconstruction's own (which the mask's margin never reaches)."""
+    import pytest
+
+    bench = load_script("bench_fidelity")
+    cases = sorted(bench.DEFAULT_DATA.glob("*_y+30_*.png"))
+    if not cases:
+        pytest.skip("the shared fidelity set is not beside the project")
+    (own,) = bench.run_case(cases[0], ["landmarks"], {}, True)
+    (theirs,) = bench.run_case(cases[0], ["landmarks"], {}, True, "mediapipe")
+    assert own["coverage"] == 1.0 and theirs["coverage"] >= 0.97
+    # another oval, so other pixels scored, but of the same face
+    assert theirs["shape_mm"] != own["shape_mm"]
+    assert abs(theirs["shape_mm"] - own["shape_mm"]) < 0.5
+    assert abs(theirs["flat_shape_mm"] - own["flat_shape_mm"]) < 1.0
+    assert bench.whole_photo_landmarks(np.full((256, 256, 3), 128, np.uint8)) is None
