@@ -11,7 +11,7 @@ face (``landmarks`` backend, the case's focal length given as EXIF would give it
   face-mesh runs on the same photo (the whole photo as it is, scaled by 0.75 and 1.33, and
   padded on two sides), as a scorer with its own landmark run would measure it; and
   ``coverage_whole``, that of the first of them alone (the whole photo as it is, one run:
-  the fidelity README's region). Landmarks
+  the fidelity README's region; None when it found no face). Landmarks
   of one face differ by a few pixels from run to run, most on the forehead of a head tilted
   up, so this is the figure that says whether the mask covers "the" face oval;
 - ``scale_ratio``: ``rec.scale.mm_per_px`` over the truth at the eyes (median true depth
@@ -37,8 +37,9 @@ DEFAULT_DATA = ROOT.parent / "shared" / "fidelity"
 EYE_CORNERS = (33, 133, 263, 362)
 
 
-def independent_landmarks(mesh, image: np.ndarray) -> list[np.ndarray]:
-    """(478, 2) landmark x, y of independent whole-photo MediaPipe runs (photo pixels)."""
+def independent_landmarks(mesh, image: np.ndarray) -> list[np.ndarray | None]:
+    """(478, 2) landmark x, y of independent whole-photo MediaPipe runs (photo pixels), the
+    photo as it is first; None for a run that found no face."""
     import cv2
 
     runs = []
@@ -49,6 +50,7 @@ def independent_landmarks(mesh, image: np.ndarray) -> list[np.ndarray]:
             im = cv2.resize(im, None, fx=factor, fy=factor, interpolation=interp)
         result = mesh.process(np.ascontiguousarray(im))
         if not result.multi_face_landmarks:
+            runs.append(None)
             continue
         h, w = im.shape[:2]
         pts = np.array([(p.x * w, p.y * h) for p in result.multi_face_landmarks[0].landmark])
@@ -99,10 +101,14 @@ def score_case(path: Path, mesh, *, indep: bool) -> dict:
     if indep:
         covs = []
         for pts in independent_landmarks(mesh, rec.image):
+            if pts is None:
+                covs.append(None)
+                continue
             region = face_mask(pts, gt.shape) & finite_gt
             covs.append(float((region & predicted).sum() / max(region.sum(), 1)))
-        row["coverage_indep"] = round(min(covs), 4) if covs else None
-        row["coverage_whole"] = round(covs[0], 4) if covs else None
+        found = [c for c in covs if c is not None]
+        row["coverage_indep"] = round(min(found), 4) if found else None
+        row["coverage_whole"] = None if covs[0] is None else round(covs[0], 4)
     truth = true_mm_per_px(gt, rec.landmarks, fx)
     if truth:
         row["scale_ratio"] = round(rec.scale.mm_per_px / truth, 4)
