@@ -188,6 +188,11 @@ def test_output_and_usage_errors(tmp_path, astronaut_path, clean_env):
     assert_clean_error(result, OutputError.exit_code, ".xyz")
     result = run(["export", astronaut_path, "-o", tmp_path / "missing" / "face.stl"], clean_env)
     assert_clean_error(result, OutputError.exit_code, "does not exist")
+    # a missing folder is found before the work too (not after it, nor as "no face")
+    for command, name in (("export", "face.obj"), ("depth", "depth.png")):
+        result = run([command, tmp_path / "grey.png", "-o", tmp_path / "missing" / name], clean_env)
+        assert_clean_error(result, OutputError.exit_code, "does not exist")
+        assert "note:" not in result.stderr and "scale:" not in result.stderr
     (tmp_path / "a_file").write_text("")  # it said "folder .../a_file does not exist"
     result = run(["export", astronaut_path, "-o", tmp_path / "a_file" / "face.stl"], clean_env)
     assert_clean_error(result, OutputError.exit_code, "a_file is a file, not a folder")

@@ -488,11 +488,15 @@ def _describe(rec) -> str:
 
 
 def _cmd_export(args):
-    from .._atomic import refuse_to_overwrite
+    from .._atomic import check_writable, refuse_to_overwrite
     from ..exporters import export_mesh, output_paths
 
-    # fail before the slow work: an unknown extension, or an output that is the photo
-    refuse_to_overwrite(args.photo, output_paths(args.output, textured=not args.solid))
+    # fail before the slow work: an unknown extension, a missing folder, or an output that
+    # is the photo
+    outputs = output_paths(args.output, textured=not args.solid)
+    for path in outputs:
+        check_writable(path)
+    refuse_to_overwrite(args.photo, outputs)
     if args.width_mm is not None and not args.solid:
         raise UsageError("--width-mm applies to --solid only")
     if args.edge_mm and not args.solid:
@@ -511,10 +515,11 @@ def _cmd_export(args):
 
 
 def _cmd_depth(args):
-    from .._atomic import refuse_to_overwrite
+    from .._atomic import check_writable, refuse_to_overwrite
     from ..depth_io import save_depth, supported_depth_extension
 
     supported_depth_extension(args.output)
+    check_writable(args.output)
     refuse_to_overwrite(args.photo, [args.output])
     rec = _reconstruct(args)
     save_depth(rec.depth_mm, args.output, sixteen_bit=args.sixteen_bit)
