@@ -2,7 +2,8 @@
 
 A pixel belongs to the face when its centre lies inside the polygon through the
 :data:`~face3d_mesh.landmarks.FACE_OVAL` landmarks, optionally grown outward by a margin
-(``grow_px``) and shrunk inward (``erode_px``).
+(``grow_px``), joined by the parts of the face mesh that stand out of the oval
+(``silhouette``: a turned head's nose and lips) and shrunk inward (``erode_px``).
 
 The margin exists because the face oval is itself uncertain: two MediaPipe runs on the same
 photo (another crop, another image size) place it a few pixels apart, most on the forehead
@@ -35,6 +36,7 @@ def face_mask(
     erode_px: float = 0.0,
     grow_px: float = 0.0,
     stretch_px: float = 0.0,
+    silhouette: bool = False,
 ) -> np.ndarray:
     """Boolean mask of the face oval.
 
@@ -56,6 +58,14 @@ def face_mask(
         proportion to their height above or below the oval's centre (the sides not at
         all). Where the oval is least certain (see the module docstring) without widening
         the mask at the temples and cheeks, where the face turns away steeply.
+    silhouette : bool, keyword-only
+        Also every pixel of the face mesh's triangles (and of its eye and mouth openings)
+        that reach out of the oval, after growing and before eroding (468 or 478
+        landmarks needed). The oval runs along the cheeks: on a head turned by 30° the
+        nose and lips stand out of it (on the shared renders turned 30°, 68-224 of the 468
+        landmarks, the nose tip in 5 of 8), and the margin is for the oval's own
+        uncertainty, not for them. The face mesh's outline is the face as MediaPipe sees
+        it, so it is added as it is, not grown.
 
     Returns
     -------
@@ -73,13 +83,15 @@ def face_mask(
     # the stretched oval's sides slide along themselves: the union keeps every oval pixel
     polygons = [polygon, _stretched(polygon, float(stretch_px))] if stretch_px > 0 else [polygon]
     polygon = np.concatenate(polygons)  # the window covers both
+    points = np.asarray(landmarks, dtype=np.float64)[:468, :2] if silhouette else polygon
     out = np.zeros((height, width), bool)
     # The work is done in a window round the oval (a face is a small part of a big photo),
     # with a border of background pixels wide enough for the distance transforms to see
     # everything they would on the whole image.
     pad = int(math.ceil(grow_px)) + _WINDOW_BORDER_PX
-    x0, y0 = (max(int(math.floor(v)) - pad, 0) for v in polygon.min(axis=0))
-    x1, y1 = (int(math.ceil(v)) + pad + 1 for v in polygon.max(axis=0))
+    corners = np.vstack([polygon, points])
+    x0, y0 = (max(int(math.floor(v)) - pad, 0) for v in corners.min(axis=0))
+    x1, y1 = (int(math.ceil(v)) + pad + 1 for v in corners.max(axis=0))
     x1, y1 = min(x1, width), min(y1, height)
     if x1 <= x0 or y1 <= y0:
         return out
@@ -88,14 +100,39 @@ def face_mask(
     for each in polygons:
         pts = np.rint((each - (x0, y0)) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
         cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    oval = mask.copy() if silhouette else None
     if grow_px > 0:
         outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5)
         mask = (outside <= grow_px).astype(np.uint8)
+    if silhouette:
+        _fill_silhouette(mask, points - (x0, y0), oval)
     if erode_px > 0:
         inside = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
         mask = (inside > erode_px).astype(np.uint8)
     out[y0:y1, x0:x1] = mask.astype(bool)
     return out
+
+
+def _fill_silhouette(mask: np.ndarray, points: np.ndarray, oval: np.ndarray) -> None:
+    """Fill into ``mask`` (uint8, in place) the face mesh's triangles and openings with a
+    corner outside ``oval`` (the un-grown oval's mask); ``points``: the 468 landmarks in
+    the mask's pixels."""
+    import cv2
+
+    h, w = oval.shape
+    col = np.clip(np.rint(points[:, 0]).astype(np.intp), 0, w - 1)
+    row = np.clip(np.rint(points[:, 1]).astype(np.intp), 0, h - 1)
+    out = oval[row, col] == 0
+    if not out.any():
+        return  # a frontal face: nothing stands out of the oval
+    from .landmarks import face_mesh_holes, face_mesh_triangles
+
+    fixed = np.rint(points * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    triangles = face_mesh_triangles()
+    loops = [np.asarray(loop) for loop in face_mesh_holes()]
+    for corners in [*triangles[out[triangles].any(axis=1)], *(lp for lp in loops if out[lp].any())]:
+        # (one polygon per call: cv2.fillPoly would leave where two overlap unfilled)
+        cv2.fillPoly(mask, [fixed[corners]], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
 
 
 def _stretched(polygon: np.ndarray, stretch_px: float) -> np.ndarray:

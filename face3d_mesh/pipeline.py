@@ -656,7 +656,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
     scale = estimate_scale(face.points)
     with stage("align"):
         aligned = align_face(image, face, size_px=crop_size_px(config))
-        crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2])
+        crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2], silhouette=True)
         mask = _photo_mask(face.points, image.shape[:2], scale, config)
     axis = _principal_point(image, aligned, focal_source)
     with stage("model_fit"):
@@ -850,13 +850,14 @@ def _enclosed(missing: np.ndarray) -> np.ndarray:
 
 def _photo_mask(points, shape, scale, config) -> np.ndarray:
     """The face region on the photo: the face oval, its top and bottom stretched by
-    :data:`MARGIN_STRETCH` of the margin, grown by the margin, then eroded."""
+    :data:`MARGIN_STRETCH` of the margin, grown by the margin, joined by the face mesh
+    where it stands out of the oval (a turned head's nose and lips), then eroded."""
     from .mask import face_mask
 
     grow_px = config.mask_margin_mm / max(float(scale.mm_per_px), 1e-9)
     return face_mask(
         points, shape, grow_px=grow_px, stretch_px=MARGIN_STRETCH * grow_px,
-        erode_px=config.mask_erode_px,
+        erode_px=config.mask_erode_px, silhouette=True,
     )  # fmt: skip
 
 

@@ -214,3 +214,50 @@ def test_a_face_found_on_the_ear_gives_way_to_the_face_mesh_search_of_the_photo(
     for points in _independent_ovals(image):
         region = face_mask(points, gt.shape) & np.isfinite(gt)
         assert (region & predicted).sum() / region.sum() >= 0.97
+
+
+def test_the_silhouette_joins_the_face_mesh_where_it_stands_out_of_the_oval(astronaut_rec):
+    pts, shape = astronaut_rec.landmarks, astronaut_rec.mask.shape
+    # a frontal face: nothing of the mesh stands out of the oval, the mask is the oval's
+    assert (face_mask(pts, shape, silhouette=True) == face_mask(pts, shape)).all()
+    # the face turned (its right half's landmarks moved out past the left cheek): the
+    # mesh's triangles with a corner out of the oval join it, ungrown
+    turned = pts.copy()
+    left = pts[:468, 0] < pts[list(FACE_OVAL), 0].min() + 15
+    left[list(FACE_OVAL)] = False
+    turned[:468][left, 0] -= 20
+    oval, sil = face_mask(turned, shape), face_mask(turned, shape, silhouette=True)
+    added = sil & ~oval
+    assert added.sum() > 200
+    cols, rows = np.rint(turned[:468][left, :2]).astype(int).T
+    assert sil[rows, cols].all()
+    grown = face_mask(turned, shape, grow_px=6)
+    assert (face_mask(turned, shape, grow_px=6, silhouette=True) == (grown | sil)).all()
+
+
+@needs_scan
+def test_the_mesh_keeps_the_nose_of_a_turned_head():
+    """Turned 30° and seen through a 26 mm lens, the nose and lips stand out of the face
+    oval (which runs along the far cheek): the mesh had no nose tip."""
+    import face3d_mesh
+    from face3d_mesh.landmarks import NOSE_TIP
+
+    image, gt, fx = render_scan(lens_mm=26, yaw=-30)
+    rec = face3d_mesh.reconstruct(image, focal_length_px=fx)
+    cols, rows = np.rint(rec.landmarks[:468, :2]).astype(int).T
+    # every landmark is in the face region, with depth (to a pixel: a corner of the face
+    # mesh's outline may fall between pixel centres)
+    near = cv2.dilate(np.isfinite(rec.depth_mm).view(np.uint8), np.ones((3, 3), np.uint8))
+    assert near[rows, cols].all()
+    # and the part out of the oval is the face's own relief, not a continued cheek: after
+    # the least-squares s, t of the shape error on the oval, within a few mm of the truth
+    oval = face_mask(rec.landmarks, gt.shape) & np.isfinite(gt)
+    s, t = np.polyfit(rec.depth_mm[oval], gt[oval], 1)
+    out = ~face_mask(rec.landmarks, gt.shape) & np.isfinite(gt) & np.isfinite(rec.depth_mm)
+    out &= face_mask(rec.landmarks, gt.shape, silhouette=True)
+    assert out.sum() > 3000
+    assert np.median(np.abs(gt[out] - (s * rec.depth_mm[out] + t))) < 5.0
+    # the mesh reaches the nose tip
+    u, v = rec.landmarks[NOSE_TIP, :2]
+    tip = rec.pixel_to_mesh([u], [v], [rec.depth_mm[int(round(v)), int(round(u))]])[0]
+    assert np.linalg.norm(rec.mesh.points - tip, axis=1).min() < 2.0

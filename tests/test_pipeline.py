@@ -289,9 +289,10 @@ def test_mask_margin_continues_the_face_slope_not_a_flat_brim(astronaut_rec, hea
     from face3d_mesh.mask import face_mask
 
     for rec in (astronaut_rec, head_scan_rec):
-        oval = face_mask(rec.landmarks, rec.mask.shape)
-        margin = rec.mask & ~oval
-        inside = np.where(oval, rec.depth_mm, np.nan)
+        # (the face mesh where it stands out of the oval, a turned head's nose, is face)
+        face = face_mask(rec.landmarks, rec.mask.shape, silhouette=True)
+        margin = rec.mask & ~face
+        inside = np.where(face, rec.depth_mm, np.nan)
         step = rec.depth_mm[margin] - extend_nearest(inside)[margin]
         # The face turns away from the camera at its outline: past it the depth keeps
         # growing (a flat continuation would leave step ~0 everywhere), not steeply.
