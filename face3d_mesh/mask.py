@@ -129,10 +129,14 @@ def _fill_silhouette(mask: np.ndarray, points: np.ndarray, oval: np.ndarray) -> 
 
     fixed = np.rint(points * (1 << _SUBPIXEL_BITS)).astype(np.int32)
     triangles = face_mesh_triangles()
-    loops = [np.asarray(loop) for loop in face_mesh_holes()]
-    for corners in [*triangles[out[triangles].any(axis=1)], *(lp for lp in loops if out[lp].any())]:
-        # (one polygon per call: cv2.fillPoly would leave where two overlap unfilled)
-        cv2.fillPoly(mask, [fixed[corners]], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    # One polygon per call: cv2.fillPoly given several leaves where two overlap unfilled
+    # (and on a turned head the nose's triangles overlap the cheek's).
+    for corners in fixed[triangles[out[triangles].any(axis=1)]]:
+        cv2.fillPoly(mask, [corners], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    for loop in face_mesh_holes():
+        loop = np.asarray(loop)
+        if out[loop].any():
+            cv2.fillPoly(mask, [fixed[loop]], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
 
 
 def _stretched(polygon: np.ndarray, stretch_px: float) -> np.ndarray:
