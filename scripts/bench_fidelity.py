@@ -38,10 +38,13 @@ optical axis).
 ``--region mediapipe`` takes the region from MediaPipe's own face mesh run once on the
 whole photo (static image mode, as a scorer with its own landmark run would; the
 reconstruction's mask margin, which the default region ``own`` — the reconstruction's own
-landmarks — never reaches, then counts).
+landmarks — never reaches, then counts). ``--region silhouette`` scores the reconstruction's
+own oval joined by its face mesh where that stands out of the oval (a turned head's nose
+and lips: ``face_mask(..., silhouette=True)``), the whole face the photo shows. Each row
+says how many pixels its region has (``region_px``).
 
 Usage: ``python scripts/bench_fidelity.py [--data DIR ...] [--backends landmarks,model,hybrid]
-[--limit N] [--no-intrinsics] [--region own|mediapipe]``
+[--limit N] [--no-intrinsics] [--region own|mediapipe|silhouette]``
 """
 
 from __future__ import annotations
@@ -247,8 +250,9 @@ def run_case(
                     "note": "MediaPipe's whole-photo run found no face (no region to score)",
                 })  # fmt: skip
                 continue
-        points = rec.landmarks if region_from == "own" else theirs
-        region = face_mask(points, gt.shape) & np.isfinite(gt)
+        points = theirs if region_from == "mediapipe" else rec.landmarks
+        region = face_mask(points, gt.shape, silhouette=region_from == "silhouette")
+        region &= np.isfinite(gt)
         pose = meta.get("pose", {})
         now, bands = now_error(
             rec, gt, region, meta["intrinsics"], yaw_deg=float(pose.get("yaw_deg", 0.0))
@@ -261,6 +265,7 @@ def run_case(
             "yaw_deg": pose.get("yaw_deg"),
             "pitch_deg": pose.get("pitch_deg"),
             "lens_mm": meta["intrinsics"].get("focal_35mm_equiv_mm"),
+            "region_px": int(region.sum()),
             **score(rec.depth_mm, gt, region),
             "now_mm": now,
             "bands_mm": bands,
@@ -351,10 +356,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--region",
-        choices=("own", "mediapipe"),
+        choices=("own", "mediapipe", "silhouette"),
         default="own",
-        help="the face oval scored: the reconstruction's own landmarks' (default) or that "
-        "of MediaPipe's face mesh run on the whole photo",
+        help="the face oval scored: the reconstruction's own landmarks' (default), that of "
+        "MediaPipe's face mesh run on the whole photo, or the own oval with the face mesh "
+        "where it stands out of it (a turned head's nose)",
     )
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]

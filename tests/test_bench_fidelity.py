@@ -80,3 +80,19 @@ def test_the_region_can_come_from_mediapipes_own_run_on_the_whole_photo():
     assert abs(theirs["shape_mm"] - own["shape_mm"]) < 0.5
     assert abs(theirs["flat_shape_mm"] - own["flat_shape_mm"]) < 1.0
     assert bench.whole_photo_landmarks(np.full((256, 256, 3), 128, np.uint8)) is None
+
+
+def test_the_silhouette_region_holds_a_turned_heads_nose():
+    """``--region silhouette``: the own oval joined by the face mesh where it stands out
+    of it; a head turned 30° shows more face than its oval, and all of it has depth."""
+    import pytest
+
+    bench = load_script("bench_fidelity")
+    cases = sorted(bench.DEFAULT_DATA.glob("lps_f26_y-30_*.png"))
+    if not cases:
+        pytest.skip("the shared fidelity set is not beside the project")
+    (own,) = bench.run_case(cases[0], ["hybrid"], {}, True)
+    (whole,) = bench.run_case(cases[0], ["hybrid"], {}, True, "silhouette")
+    assert whole["region_px"] > 1.05 * own["region_px"]
+    assert own["coverage"] == 1.0 and whole["coverage"] >= 0.999
+    assert whole["shape_mm"] < own["shape_mm"] + 1.0
