@@ -65,7 +65,8 @@ def face_mask(
         nose and lips stand out of it (on the shared renders turned 30°, 68-224 of the 468
         landmarks, the nose tip in 5 of 8), and the margin is for the oval's own
         uncertainty, not for them. The face mesh's outline is the face as MediaPipe sees
-        it, so it is added as it is, not grown.
+        it, so it is added as it is, not grown. (Its triangles come from MediaPipe's
+        tesselation: MediaPipe is imported the first time a face needs them.)
 
     Returns
     -------
