@@ -49,6 +49,7 @@ RESULT_ATTRIBUTES = {
     "mesh",
     "scale",
     "depth_info",
+    "notes",
     "config",
     "source",
     "timings",
@@ -112,3 +113,12 @@ def test_arrays_and_polydata_are_the_same_meshes(astronaut_rec):
     by_polydata = face3d_mesh.make_solid(far.mesh, base_mm=2.0)
     np.testing.assert_array_equal(by_arrays.points, by_polydata.points)
     np.testing.assert_array_equal(by_arrays.faces, by_polydata.regular_faces)
+
+
+def test_notes_say_when_the_face_is_small_in_the_photo(astronaut_rec, astronaut_rgb):
+    import cv2
+
+    assert astronaut_rec.notes == ()  # 60 px between the outer eye corners
+    tiny = cv2.resize(astronaut_rgb, (80, 80), interpolation=cv2.INTER_AREA)
+    (note,) = face3d_mesh.reconstruct(tiny).notes
+    assert "face is small" in note and "10 px between the outer eye corners" in note

@@ -179,6 +179,17 @@ def test_no_face_keeps_an_existing_output_intact(tmp_path, clean_env):
     assert out.read_bytes() == b"precious"
 
 
+def test_a_small_face_is_exported_with_a_note(tmp_path, astronaut_path, clean_env):
+    small = cv2.resize(cv2.imread(str(astronaut_path)), (80, 80), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "small.png"), small)
+    result = run(["export", tmp_path / "small.png", "-o", tmp_path / "face.stl"], clean_env)
+    assert result.returncode == 0, result.stderr
+    assert "note: the face is small in the photo" in result.stderr
+    assert (tmp_path / "face.stl").stat().st_size > 1000
+    result = run(["export", astronaut_path, "-o", tmp_path / "face.stl"], clean_env)
+    assert result.returncode == 0 and "face is small" not in result.stderr
+
+
 def test_output_and_usage_errors(tmp_path, astronaut_path, clean_env):
     result = run(["export", astronaut_path, "-o", tmp_path / "face.xyz"], clean_env)
     assert_clean_error(result, OutputError.exit_code, ".xyz")

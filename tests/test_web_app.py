@@ -162,6 +162,15 @@ def test_neural_depth_without_weights_falls_back_and_says_so(app, astronaut_png,
     assert not list(tmp_path.rglob("*.pt"))  # nothing was downloaded
 
 
+def test_a_small_face_gets_a_warning(app, astronaut_rgb):
+    import cv2
+
+    at = _upload(app, "face.png", _png(cv2.resize(astronaut_rgb, (80, 80))))
+    assert not at.error and len(at.get("plotly_chart")) == 1  # reconstructed all the same
+    (warning,) = [w.value.replace("\\", "") for w in at.warning]
+    assert warning.startswith("The face is small in the photo")
+
+
 def _png_claiming(width: int, height: int) -> bytes:
     """A small PNG file whose header says width × height pixels (a decompression bomb)."""
 

@@ -471,9 +471,9 @@ def _reconstruct(args):
             print(f"  {stage}...", file=sys.stderr, flush=True)
 
     rec = reconstruct(args.photo, config=config, progress=progress)
-    note = rec.depth_info.get("note")
-    if note:
-        _say(args, f"note: {note}")
+    for note in (rec.depth_info.get("note"), *rec.notes):
+        if note:
+            _say(args, f"note: {note}")
     return rec
 
 

@@ -343,8 +343,9 @@ def main() -> None:
         if problem.detail:
             st.caption("Details: " + _plain(problem.detail))
         return
-    if session.note:
-        st.warning(_plain(session.note))
+    for note in (session.note, *rec.notes):
+        if note:
+            st.warning(_plain(note[:1].upper() + note[1:]))
     # The 3D view first: on a phone the columns stack, and the face is what people came for.
     left, right = st.columns([5, 4], gap="large")
     with left:
