@@ -55,6 +55,7 @@ def test_batch_reports_skips_and_resumes(tmp_path, photo_dir, clean_env):
     assert status["astronaut.png"]["focal_px"] > 512
     assert (out / "summary.csv").read_text().count("\n") == 4
     assert "focal_source" in (out / "summary.csv").read_text().splitlines()[0]
+    assert status["astronaut.png"]["notes"] == ""  # (a small face's: test_api, test_cli)
     first = (out / "astronaut.stl").stat().st_mtime_ns
 
     # Rerun: finished inputs are skipped, untouched; the broken one fails again.
@@ -182,3 +183,16 @@ def test_batch_rounded_solids_match_the_api(tmp_path, astronaut_path, astronaut_
     assert solid.is_watertight and solid.is_winding_consistent and solid.volume > 0
     expected = astronaut_rec.solid(edge_mm=2.0)
     np.testing.assert_allclose(solid.extents, np.ptp(expected.points, axis=0), atol=1e-3)
+
+
+def test_the_summary_keeps_the_reconstructions_notes(tmp_path, astronaut_path, clean_env):
+    import cv2
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    small = cv2.resize(cv2.imread(str(astronaut_path)), (80, 80), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(folder / "small.png"), small)
+    result = run(["batch", folder, "-o", tmp_path / "out"], clean_env)
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads((tmp_path / "out" / "summary.json").read_text())["items"]
+    assert row["status"] == "ok" and "face is small in the photo" in row["notes"]

@@ -39,6 +39,7 @@ class BatchItem:
     depth_backend: str = ""
     focal_px: float | None = None  # the photo's focal length, pixels
     focal_source: str = ""  # exif | user | default (a guess: a less accurate shape)
+    notes: str = ""  # Reconstruction.notes, joined by "; " (e.g. the face is small)
     seconds: float = 0.0
     node: str = ""  # the Ray node that ran it (empty for a local batch)
     worker: str = ""  # the Ray actor that ran it
@@ -210,6 +211,7 @@ def _describe(item: BatchItem, rec) -> None:
     camera = rec.camera
     item.focal_px = None if camera["focal_px"] is None else round(float(camera["focal_px"]), 1)
     item.focal_source = camera["focal_source"] or ""
+    item.notes = "; ".join(rec.notes)
     item.timings = {k: round(v, 4) for k, v in rec.timings.items()}
 
 
