@@ -84,13 +84,13 @@ def face_mask(
     # the stretched oval's sides slide along themselves: the union keeps every oval pixel
     polygons = [polygon, _stretched(polygon, float(stretch_px))] if stretch_px > 0 else [polygon]
     polygon = np.concatenate(polygons)  # the window covers both
-    points = np.asarray(landmarks, dtype=np.float64)[:468, :2] if silhouette else polygon
+    points = np.asarray(landmarks, dtype=np.float64)[:468, :2] if silhouette else None
     out = np.zeros((height, width), bool)
     # The work is done in a window round the oval (a face is a small part of a big photo),
     # with a border of background pixels wide enough for the distance transforms to see
     # everything they would on the whole image.
     pad = int(math.ceil(grow_px)) + _WINDOW_BORDER_PX
-    corners = np.vstack([polygon, points])
+    corners = polygon if points is None else np.vstack([polygon, points])
     x0, y0 = (max(int(math.floor(v)) - pad, 0) for v in corners.min(axis=0))
     x1, y1 = (int(math.ceil(v)) + pad + 1 for v in corners.max(axis=0))
     x1, y1 = min(x1, width), min(y1, height)

@@ -63,17 +63,24 @@ def test_errors_by_yaw_put_each_case_in_one_bin():
     assert bins[0]["shape_mm"] == 1.5 and bins[3]["now_mm"] == 5.0
 
 
-def test_the_region_can_come_from_mediapipes_own_run_on_the_whole_photo():
-    """``--region mediapipe``: the face oval scored is that of MediaPipe's face mesh run on
-    the whole photo, not the reconstruction's own (which the mask's margin never reaches)."""
+def _shared_case(pattern: str):
+    """The bench script and the first shared fidelity case matching ``pattern`` (the test
+    is skipped when the shared set is not beside the project)."""
     import pytest
 
     bench = load_script("bench_fidelity")
-    cases = sorted(bench.DEFAULT_DATA.glob("*_y+30_*.png"))
+    cases = sorted(bench.DEFAULT_DATA.glob(pattern))
     if not cases:
         pytest.skip("the shared fidelity set is not beside the project")
-    (own,) = bench.run_case(cases[0], ["landmarks"], {}, True)
-    (theirs,) = bench.run_case(cases[0], ["landmarks"], {}, True, "mediapipe")
+    return bench, cases[0]
+
+
+def test_the_region_can_come_from_mediapipes_own_run_on_the_whole_photo():
+    """``--region mediapipe``: the face oval scored is that of MediaPipe's face mesh run on
+    the whole photo, not the reconstruction's own (which the mask's margin never reaches)."""
+    bench, case = _shared_case("*_y+30_*.png")
+    (own,) = bench.run_case(case, ["landmarks"], {}, True)
+    (theirs,) = bench.run_case(case, ["landmarks"], {}, True, "mediapipe")
     assert own["coverage"] == 1.0 and theirs["coverage"] >= 0.97
     # another oval, so other pixels scored, but of the same face
     assert theirs["shape_mm"] != own["shape_mm"]
@@ -85,14 +92,9 @@ def test_the_region_can_come_from_mediapipes_own_run_on_the_whole_photo():
 def test_the_silhouette_region_holds_a_turned_heads_nose():
     """``--region silhouette``: the own oval joined by the face mesh where it stands out
     of it; a head turned 30° shows more face than its oval, and all of it has depth."""
-    import pytest
-
-    bench = load_script("bench_fidelity")
-    cases = sorted(bench.DEFAULT_DATA.glob("lps_f26_y-30_*.png"))
-    if not cases:
-        pytest.skip("the shared fidelity set is not beside the project")
-    (own,) = bench.run_case(cases[0], ["hybrid"], {}, True)
-    (whole,) = bench.run_case(cases[0], ["hybrid"], {}, True, "silhouette")
+    bench, case = _shared_case("lps_f26_y-30_*.png")
+    (own,) = bench.run_case(case, ["hybrid"], {}, True)
+    (whole,) = bench.run_case(case, ["hybrid"], {}, True, "silhouette")
     assert whole["region_px"] > 1.05 * own["region_px"]
     assert own["coverage"] == 1.0 and whole["coverage"] >= 0.999
     assert whole["shape_mm"] < own["shape_mm"] + 1.0
