@@ -29,6 +29,7 @@ _LAZY = {
     "reconstruct": "pipeline",
     "Reconstruction": "pipeline",
     "find_faces": "pipeline",
+    "face_scale": "pipeline",
     "FoundFaces": "pipeline",
     "ReconstructionConfig": "config",
     "load_image": "image",

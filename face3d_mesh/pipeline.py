@@ -33,6 +33,7 @@ __all__ = [
     "FoundFaces",
     "Reconstruction",
     "cached_depth_weights",
+    "face_scale",
     "find_faces",
     "reconstruct",
     "reconstruct_many",
@@ -659,7 +660,6 @@ def _prepare(source, config, name, stage) -> _Prepared:
     from .image import load_photo
     from .landmarks import detect_faces
     from .mask import face_mask
-    from .model_fit import fit_face_model
     from .scale import estimate_scale
 
     if isinstance(source, FoundFaces):
@@ -677,21 +677,15 @@ def _prepare(source, config, name, stage) -> _Prepared:
         )
     face = faces[config.face]
     focal_px, focal_source = _focal_length(exif_focal, image, face, config)
-    # The size the fitted identity implies (model_fit.mm_per_px) is not combined: on the
-    # faces with a known or iris-measured size it moved the estimate the wrong way (the
-    # scan: 93 mm between the outer eye corners for a true 82, against the prior's 90).
-    scale = estimate_scale(face.points)
     with stage("align"):
         aligned = align_face(image, face, size_px=crop_size_px(config))
         crop_mask = face_mask(aligned.landmarks.points, aligned.image.shape[:2], silhouette=True)
-        mask = _photo_mask(face.points, image.shape[:2], scale, config)
     axis = _principal_point(image, aligned, focal_source)
     with stage("model_fit"):
-        # A perspective camera always: the photo's, or the guessed lens (50 mm-equivalent,
-        # the face on the optical axis); never nearer than 3 face sizes (_fit_focal_px).
-        model_fit = fit_face_model(
-            face.points, focal_px=_fit_focal_px(focal_px, face), principal_point=axis
-        )
+        model_fit = _fit_model(face, focal_px, axis)
+    scale = estimate_scale(face.points, model_fit=model_fit)
+    with stage("align"):
+        mask = _photo_mask(face.points, image.shape[:2], scale, config)
     return _Prepared(
         name, image, len(faces), face, scale, aligned, crop_mask, mask, focal_px, focal_source,
         axis, model_fit,
@@ -905,6 +899,51 @@ def _principal_point(image, aligned, focal_source: str) -> tuple[float, float]:
     centre = np.array([(crop_w - 1) / 2, (crop_h - 1) / 2])
     x, y = np.linalg.solve(matrix[:, :2], centre - matrix[:, 2])
     return float(x), float(y)
+
+
+def _fit_model(face, focal_px: float, axis):
+    """The face model fitted to ``face``'s landmarks.
+
+    A perspective camera always: the photo's, or the guessed lens (50 mm-equivalent, the
+    face on the optical axis), never nearer than 3 face sizes (:func:`_fit_focal_px`). The
+    metric scale measures the biocular width through it; the size its identity implies
+    (``model_fit.mm_per_px``) is not combined: on the faces with a known or iris-measured
+    size it moved the estimate the wrong way (the scan: 93 mm between the outer eye
+    corners for a true 82, against the prior's 90).
+    """
+    from .model_fit import fit_face_model
+
+    return fit_face_model(face.points, focal_px=_fit_focal_px(focal_px, face), principal_point=axis)
+
+
+def face_scale(image: np.ndarray, face, *, exif_focal_px=None, config=None):
+    """The metric scale :func:`reconstruct` would set for one face of a photo.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        H×W×3 uint8 RGB photo.
+    face : FaceLandmarks
+        One of its faces (:func:`find_faces`).
+    exif_focal_px : float, optional, keyword-only
+        The photo's focal length in pixels from its EXIF (``FoundFaces.exif_focal_px``).
+    config : ReconstructionConfig, optional, keyword-only
+        ``focal_length_px`` and ``working_size_px`` are used; the defaults otherwise.
+
+    Returns
+    -------
+    ScaleEstimate
+        As ``rec.scale`` (the face model is fitted for it: ~25 ms).
+    """
+    from .align import align_face
+    from .depth._backends import crop_size_px
+    from .scale import estimate_scale
+
+    config = config or ReconstructionConfig()
+    focal_px, focal_source = _focal_length(exif_focal_px, image, face, config)
+    aligned = align_face(image, face, size_px=crop_size_px(config))
+    fit = _fit_model(face, focal_px, _principal_point(image, aligned, focal_source))
+    return estimate_scale(face.points, model_fit=fit)
 
 
 def _fit_focal_px(focal_px: float, face) -> float:

@@ -12,8 +12,9 @@ Each cue is one estimate of ``mm_per_px`` with a relative standard uncertainty
    horizontal one, pitch the vertical one); the eye less foreshortened weighs more.
 2. **Anthropometric prior: biocular width** (``"biocular_width_prior"``), the distance
    between the outer eye corners (exocanthion to exocanthion), about 90 ± 4.5 mm in adults
-   (both sexes; Farkas' anthropometric surveys), measured in 3D from the landmarks so that
-   head yaw does not shorten it. Always available.
+   (both sexes; Farkas' anthropometric surveys), measured in 3D so that head yaw does not
+   shorten it: through the fitted face model's head pose and camera when a fit is given
+   (what the pipeline does), else from the landmarks' own depths. Always available.
 
 Further cues (e.g. the face size implied by a morphable-model fit) can be passed to
 :func:`estimate_scale` as ``extra_cues``. :func:`combine_cues` merges cues by inverse-variance
@@ -31,8 +32,8 @@ both ratios), so a frontal photo of a person with long or narrow eye openings fe
 thresholds while his turned views passed. The lid gap is now compared with the iris itself
 and the iris with the eye's 3D width, neither of which changes with yaw.
 
-The camera is treated as orthographic at the face (weak perspective): one ``mm_per_px``
-applies to the whole face.
+``mm_per_px`` is the size of a photo pixel at the depth of the outer eye corners (the
+pipeline's camera places the rest of the face by perspective from there).
 """
 
 from __future__ import annotations
@@ -182,7 +183,9 @@ class ScaleEstimate:
         return f"{self.mm_per_px:.4g} mm/px from {self.detail} (±{100 * self.uncertainty:.0f}%)"
 
 
-def estimate_scale(landmarks: np.ndarray, *, extra_cues: Iterable[ScaleCue] = ()) -> ScaleEstimate:
+def estimate_scale(
+    landmarks: np.ndarray, *, extra_cues: Iterable[ScaleCue] = (), model_fit=None
+) -> ScaleEstimate:
     """Millimetres per pixel from 478 face-mesh landmarks, and any further cues.
 
     Parameters
@@ -193,6 +196,9 @@ def estimate_scale(landmarks: np.ndarray, *, extra_cues: Iterable[ScaleCue] = ()
         More estimates to combine with the landmark cues (e.g. a morphable-model fit's
         implied face size, with ``group=POPULATION_SIZE_GROUP`` when it rests on a
         population prior like the biocular width).
+    model_fit : ModelFit, optional, keyword-only
+        The face model fitted to these landmarks: the biocular width is then measured
+        through its head pose and camera (:func:`biocular_cue`).
 
     Returns
     -------
@@ -205,7 +211,7 @@ def estimate_scale(landmarks: np.ndarray, *, extra_cues: Iterable[ScaleCue] = ()
         cues.append(iris)
     else:
         rejected.append(f"iris: {reason}")
-    cues.append(biocular_cue(pts))
+    cues.append(biocular_cue(pts, model_fit=model_fit))
     cues.extend(extra_cues)
     return combine_cues(cues, rejected=rejected)
 
@@ -290,13 +296,25 @@ def _joined_detail(cues: Sequence[ScaleCue], weights: np.ndarray) -> str:
     )
 
 
-def biocular_cue(landmarks: np.ndarray) -> ScaleCue:
+def biocular_cue(landmarks: np.ndarray, *, model_fit=None) -> ScaleCue:
     """The anthropometric prior: outer eye corners ``BIOCULAR_WIDTH_MM`` apart (3D).
+
+    The corners' distance in pixels, as if seen square-on at their depth: with
+    ``model_fit``, the fitted face's outer corners' distance (model mm) times the fit's
+    pixels per mm at their mean depth (focal length over that depth; weak perspective: its
+    scale), so that the head's pose and the perspective come from the fit of all the
+    landmarks; without it, the 3D distance of the two landmarks, MediaPipe's relative
+    depth included. MediaPipe's depths shorten a turned head's corner-to-corner depth
+    difference: on renders of a head scan and of morphed faces at yaw 25° or more, the
+    landmarks' own distance made the face 2-6 % smaller than on frontal views of the same
+    face, the fitted pose about half that (README, Metric scale).
 
     Parameters
     ----------
     landmarks : numpy.ndarray
         (478, 3) float landmarks, pixels.
+    model_fit : ModelFit, optional, keyword-only
+        The face model fitted to ``landmarks``.
 
     Returns
     -------
@@ -304,7 +322,10 @@ def biocular_cue(landmarks: np.ndarray) -> ScaleCue:
         Named ``"biocular_width_prior"``, group :data:`POPULATION_SIZE_GROUP`.
     """
     pts = np.asarray(landmarks, dtype=np.float64)
-    width = float(np.linalg.norm(pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]))
+    if model_fit is not None:
+        width = _fitted_corner_distance_px(model_fit)
+    else:
+        width = float(np.linalg.norm(pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]))
     sigma = math.hypot(BIOCULAR_WIDTH_MM[1] / BIOCULAR_WIDTH_MM[0], _BIOCULAR_MEASUREMENT)
     return ScaleCue(
         name="biocular_width_prior",
@@ -316,6 +337,16 @@ def biocular_cue(landmarks: np.ndarray) -> ScaleCue:
         ),
         group=POPULATION_SIZE_GROUP,
     )
+
+
+def _fitted_corner_distance_px(fit) -> float:
+    """The fitted face's outer-eye-corner distance in pixels at the corners' depth."""
+    corners = fit.landmarks_model[[LEFT_EYE_OUTER, RIGHT_EYE_OUTER]].astype(np.float64)
+    width_mm = float(np.linalg.norm(corners[0] - corners[1]))
+    if fit.focal_px is None:
+        return width_mm * float(fit.scale_px_per_mm)
+    depth = float(np.mean(corners @ fit.rotation[2])) + float(fit.translation[2])
+    return width_mm * float(fit.focal_px) / depth
 
 
 _OBLIQUE = "eye seen too obliquely"

@@ -14,8 +14,9 @@ face (``landmarks`` backend, the case's focal length given as EXIF would give it
   the fidelity README's region; None when it found no face). Landmarks
   of one face differ by a few pixels from run to run, most on the forehead of a head tilted
   up, so this is the figure that says whether the mask covers "the" face oval;
-- ``scale_ratio``: ``rec.scale.mm_per_px`` over the truth at the eyes (median true depth
-  at the eye-corner landmarks / fx), ideal 1; and ``scale_source``, ``scale_uncertainty``;
+- ``scale_ratio``: ``rec.scale.mm_per_px`` over the truth at the outer eye corners, where
+  the pipeline defines it (median true depth around the two outer-corner landmarks / fx),
+  ideal 1; and ``scale_source``, ``scale_uncertainty``;
 - ``fitted_s``: the depth scale s of the shape-error fit (as in ``bench_fidelity.py``).
 
 Prints one line per case to stderr and the whole result as JSON to stdout.
@@ -34,7 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "fidelity"
-EYE_CORNERS = (33, 133, 263, 362)
+OUTER_EYE_CORNERS = (33, 263)
 
 
 def independent_landmarks(mesh, image: np.ndarray) -> list[np.ndarray | None]:
@@ -59,9 +60,9 @@ def independent_landmarks(mesh, image: np.ndarray) -> list[np.ndarray | None]:
 
 
 def true_mm_per_px(gt: np.ndarray, landmarks: np.ndarray, fx: float) -> float | None:
-    """Millimetres per pixel at the eyes: median true depth near the eye corners / fx."""
+    """Millimetres per pixel at the outer eye corners: median true depth near them / fx."""
     values = []
-    for i in EYE_CORNERS:
+    for i in OUTER_EYE_CORNERS:
         u, v = (int(round(c)) for c in landmarks[i, :2])
         patch = gt[max(v - 2, 0) : v + 3, max(u - 2, 0) : u + 3]
         values.extend(patch[np.isfinite(patch)].tolist())

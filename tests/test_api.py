@@ -11,6 +11,7 @@ import face3d_mesh
 PUBLIC = {
     "reconstruct",
     "find_faces",
+    "face_scale",
     "FoundFaces",
     "Reconstruction",
     "ReconstructionConfig",

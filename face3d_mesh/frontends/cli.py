@@ -292,6 +292,13 @@ def _add_info_command(sub) -> None:
     p.add_argument("--depth", choices=list(_DEPTH_CHOICES), default="auto")
     p.add_argument("--model", dest="depth_model", default=ReconstructionConfig().depth_model)
     p.add_argument("--weights", default=None, metavar="PATH")
+    p.add_argument(
+        "--focal-px",
+        dest="focal_length_px",
+        type=_positive_float,
+        default=None,
+        help="the photo's focal length in pixels, as for export (the scale's fit uses it)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -418,6 +425,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`info ... | head`): stop quietly
+        _detach_stdout()
+        return 141  # 128 + SIGPIPE, as Unix tools end
     except Exception as exc:  # a bug: say so in one line, keep the traceback for debug
         if debug:
             raise
@@ -447,6 +457,16 @@ def _route_native_stderr_away() -> None:
             real, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace"
         )
     except (OSError, ValueError, AttributeError):  # no real descriptor 2: nothing to hide
+        pass
+
+
+def _detach_stdout() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
         pass
 
 
@@ -530,19 +550,24 @@ def _cmd_depth(args):
 def _cmd_info(args):
     from ..image import load_photo
     from ..landmarks import detect_faces
+    from ..pipeline import face_scale
     from ..presentation import describe_camera
-    from ..scale import estimate_scale
 
     image, focal_px = load_photo(args.photo)
     faces = detect_faces(image, source=args.photo, thorough=True)
+    config = ReconstructionConfig(focal_length_px=args.focal_length_px)
+    if args.focal_length_px is not None:
+        focal_px, focal_source = float(args.focal_length_px), "user"
+    else:
+        focal_source = "exif"
     camera_line = describe_camera(
-        {"focal_px": focal_px, "focal_source": "exif", "image_size_px": image.shape[1::-1]}
+        {"focal_px": focal_px, "focal_source": focal_source, "image_size_px": image.shape[1::-1]}
     )
     if focal_px is None:
         camera_line += " (--focal-px sets it)"
     rows = []
     for index, face in enumerate(faces):
-        scale = estimate_scale(face.points)
+        scale = face_scale(image, face, exif_focal_px=focal_px, config=config)
         x0, y0, x1, y1 = face.box
         rows.append(
             {
