@@ -148,6 +148,36 @@ def test_the_camera_is_said_from_exif_or_as_guessed(tmp_path, astronaut_path, cl
     assert "camera: focal length guessed" in result.stderr
 
 
+def test_info_sets_the_scale_as_export_does(tmp_path, astronaut_path, clean_env):
+    """``info`` measures the scale as ``export`` sets it (through the face model's fit,
+    which takes the focal length), with ``--focal-px`` as export takes it."""
+    import re
+
+    info = json.loads(
+        run(["info", astronaut_path, "--json", "--focal-px", "700"], clean_env).stdout
+    )
+    assert info["focal_length_px"] == 700
+    assert info["camera"] == "42 mm-equivalent lens (700 px), as given"
+    result = run(
+        ["export", astronaut_path, "-o", tmp_path / "a.stl", "--focal-px", "700"], clean_env
+    )
+    printed = re.search(r"scale: ([0-9.]+) mm/px", result.stderr).group(1)
+    assert info["faces"][0]["mm_per_px"] == pytest.approx(float(printed), abs=0.006)
+    assert_clean_error(run(["info", astronaut_path, "--focal-px", "5"], clean_env), 2, "too short")
+
+
+def test_info_into_a_closed_pipe_stops_quietly(astronaut_path, clean_env):
+    """``face3d-mesh info photo | head -1``: the reader gone, no "internal error"."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "face3d_mesh", "info", astronaut_path, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env,
+    )  # fmt: skip
+    proc.stdout.close()  # before it writes anything
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert b"error" not in err and b"Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "content, code, message",
     [
