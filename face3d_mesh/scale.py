@@ -322,9 +322,8 @@ def biocular_cue(landmarks: np.ndarray, *, model_fit=None) -> ScaleCue:
         Named ``"biocular_width_prior"``, group :data:`POPULATION_SIZE_GROUP`.
     """
     pts = np.asarray(landmarks, dtype=np.float64)
-    if model_fit is not None:
-        width = _fitted_corner_distance_px(model_fit)
-    else:
+    width = _fitted_corner_distance_px(model_fit) if model_fit is not None else math.nan
+    if not (math.isfinite(width) and width > 0):  # no fit, or one behind the camera
         width = float(np.linalg.norm(pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]))
     sigma = math.hypot(BIOCULAR_WIDTH_MM[1] / BIOCULAR_WIDTH_MM[0], _BIOCULAR_MEASUREMENT)
     return ScaleCue(
@@ -346,7 +345,7 @@ def _fitted_corner_distance_px(fit) -> float:
     if fit.focal_px is None:
         return width_mm * float(fit.scale_px_per_mm)
     depth = float(np.mean(corners @ fit.rotation[2])) + float(fit.translation[2])
-    return width_mm * float(fit.focal_px) / depth
+    return width_mm * float(fit.focal_px) / depth if depth > 0 else math.nan
 
 
 _OBLIQUE = "eye seen too obliquely"
