@@ -137,6 +137,20 @@ class ModelFit:
         return 1.0 / self.scale_px_per_mm
 
     @property
+    def eye_px_per_mm(self) -> float:
+        """Image pixels per model mm at the depth of the outer eye corners (their mean, in
+        the fit's camera: focal length over that depth; weak perspective:
+        :attr:`scale_px_per_mm`), where the pipeline's ``mm_per_px`` holds. NaN for a fit
+        with the eyes behind the camera."""
+        from .landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+
+        if self.focal_px is None:
+            return float(self.scale_px_per_mm)
+        eyes = self.landmarks_model[[LEFT_EYE_OUTER, RIGHT_EYE_OUTER]].astype(np.float64)
+        depth = float(np.mean(eyes @ self.rotation[2])) + float(self.translation[2])
+        return float(self.focal_px) / depth if depth > 0 else math.nan
+
+    @property
     def mm_per_px_uncertainty(self) -> float:
         """Relative standard uncertainty of :attr:`mm_per_px`: that of the face's size,
         ``face_width_sd_mm / face_width_mm`` (mostly the population prior's spread)."""

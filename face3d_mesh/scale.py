@@ -341,11 +341,7 @@ def biocular_cue(landmarks: np.ndarray, *, model_fit=None) -> ScaleCue:
 def _fitted_corner_distance_px(fit) -> float:
     """The fitted face's outer-eye-corner distance in pixels at the corners' depth."""
     corners = fit.landmarks_model[[LEFT_EYE_OUTER, RIGHT_EYE_OUTER]].astype(np.float64)
-    width_mm = float(np.linalg.norm(corners[0] - corners[1]))
-    if fit.focal_px is None:
-        return width_mm * float(fit.scale_px_per_mm)
-    depth = float(np.mean(corners @ fit.rotation[2])) + float(fit.translation[2])
-    return width_mm * float(fit.focal_px) / depth if depth > 0 else math.nan
+    return float(np.linalg.norm(corners[0] - corners[1])) * fit.eye_px_per_mm
 
 
 _OBLIQUE = "eye seen too obliquely"

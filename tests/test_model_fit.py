@@ -166,6 +166,34 @@ def test_default_fit_solves_the_first_identity_modes(seed):
     )
 
 
+def test_the_fit_knows_the_pixel_size_at_the_eyes_and_the_model_depth_keeps_its_proportions():
+    """A known face 400 mm from a 1000-px camera: ``eye_px_per_mm`` is the focal length
+    over the outer eye corners' depth; the ``model`` backend's relief, with ``mm_per_px``
+    true at the eyes, is the face's own (nose tip to outer eye corner), while the nose
+    tip's pixel size (what ``hybrid`` blends) makes it deeper by Z_eyes / Z_nose."""
+    from face3d_mesh.depth._model_depth import relief_gain
+
+    model = face_model()
+    identity, expression, _ = _known_face(4)
+    rot, t = _rotation(0, 0, 0), np.array([0.0, 0.0, 400.0])
+    truth = model.landmarks(identity, expression)
+    cam = truth @ rot.T + t
+    points = _project(truth, rot, t, 1000.0, np.array([500.0, 500.0]))
+    fit = fit_face_model(points, focal_px=1000.0, principal_point=(500.0, 500.0))
+    z_eyes = cam[[LEFT_EYE_OUTER, RIGHT_EYE_OUTER], 2].mean()
+    fit_cam = fit.landmarks_model @ fit.rotation.T + fit.translation
+    fit_eyes = fit_cam[[LEFT_EYE_OUTER, RIGHT_EYE_OUTER], 2].mean()
+    assert fit.eye_px_per_mm == pytest.approx(1000.0 / fit_eyes, rel=1e-9)
+    mm_per_px = z_eyes / 1000.0  # the true size of a pixel at the eyes
+    true_relief = z_eyes - cam[NOSE_TIP, 2]
+    fitted_relief = fit_eyes - fit_cam[NOSE_TIP, 2]
+    at_eyes = fitted_relief * relief_gain(fit, mm_per_px, at="eyes")
+    at_nose = fitted_relief * relief_gain(fit, mm_per_px, at="nose")
+    assert at_eyes == pytest.approx(true_relief, rel=0.04)
+    assert at_nose / at_eyes == pytest.approx(fit_eyes / fit_cam[NOSE_TIP, 2], rel=1e-6)
+    assert at_nose > 1.04 * true_relief
+
+
 def test_perspective_and_weak_perspective_agree_on_a_distant_face():
     m = face_model()
     identity, expression, angles = _known_face(4)

@@ -274,13 +274,8 @@ def test_a_fit_behind_the_camera_leaves_the_landmarks_own_width(astronaut_points
 
     corners = np.zeros((478, 3))
     corners[33], corners[263] = (-45.0, 0.0, 0.0), (45.0, 0.0, 0.0)
-    fit = SimpleNamespace(
-        landmarks_model=corners, rotation=np.eye(3), translation=np.array([0.0, 0.0, 500.0]),
-        focal_px=1000.0, scale_px_per_mm=2.0,
-    )  # fmt: skip
+    fit = SimpleNamespace(landmarks_model=corners, eye_px_per_mm=2.0)  # 90 mm = 180 px
     assert biocular_cue(astronaut_points, model_fit=fit).mm_per_px == pytest.approx(0.5)
-    fit.focal_px = None  # weak perspective: its scale
-    assert biocular_cue(astronaut_points, model_fit=fit).mm_per_px == pytest.approx(0.5)
-    fit.focal_px, fit.translation = 1000.0, np.array([0.0, 0.0, -500.0])
+    fit.eye_px_per_mm = math.nan  # what ModelFit says for eyes behind the camera
     own = biocular_cue(astronaut_points).mm_per_px
     assert biocular_cue(astronaut_points, model_fit=fit).mm_per_px == pytest.approx(own)

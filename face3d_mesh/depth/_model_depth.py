@@ -25,7 +25,9 @@ import numpy as np
 __all__ = ["model_depth_mm", "blend_depths"]
 
 
-def model_depth_mm(fit, matrix: np.ndarray, mask: np.ndarray, *, mm_per_px: float):
+def model_depth_mm(
+    fit, matrix: np.ndarray, mask: np.ndarray, *, mm_per_px: float, relief_at: str = "eyes"
+):
     """The fitted mesh as a depth map on a crop's grid.
 
     Parameters
@@ -37,7 +39,11 @@ def model_depth_mm(fit, matrix: np.ndarray, mask: np.ndarray, *, mm_per_px: floa
     mask : numpy.ndarray
         h×w bool face mask on the crop.
     mm_per_px : float
-        The pipeline's millimetres per photo pixel.
+        The pipeline's millimetres per photo pixel (at the outer eye corners).
+    relief_at : {"eyes", "nose"}
+        Where a model millimetre is given the size of a photo pixel (:func:`relief_gain`):
+        at the outer eye corners, where ``mm_per_px`` holds (the ``model`` backend), or at
+        the nose tip, 5-7 % deeper (what ``hybrid`` blends; see :func:`blend_depths`).
 
     Returns
     -------
@@ -59,7 +65,7 @@ def model_depth_mm(fit, matrix: np.ndarray, mask: np.ndarray, *, mm_per_px: floa
     with single_threaded_blas():
         uv, z = fit.project(fit.vertices_model())
         _, z_lm = fit.project(fit.landmarks_model)
-    gain = fit.scale_px_per_mm * mm_per_px  # pipeline mm per model mm of relief
+    gain = relief_gain(fit, mm_per_px, at=relief_at)
     # Rendered at half the crop's resolution (the model's surface is smooth; a quarter
     # of the work), then resampled; pixel centres: low-res j <-> crop 2 j + 0.5.
     height, width = mask.shape
@@ -73,6 +79,23 @@ def model_depth_mm(fit, matrix: np.ndarray, mask: np.ndarray, *, mm_per_px: floa
     depth = np.ascontiguousarray(depth[:height, :width])
     depth[~mask] = np.nan
     return depth, (z_lm - z_lm[NOSE_TIP]) * gain
+
+
+def relief_gain(fit, mm_per_px: float, *, at: str = "eyes") -> float:
+    """Pipeline millimetres per model millimetre of the fitted face's relief.
+
+    ``at="eyes"``: the fit's pixels per model mm at the outer eye corners (focal length over
+    their mean depth in the fit's camera) times ``mm_per_px``, which holds there, so that
+    the model keeps its own proportions. ``at="nose"``: the pixels per mm at the nose tip
+    (``fit.scale_px_per_mm``), larger by the eyes' distance behind the nose over the
+    camera's, 5-7 % at the fit's 3 face sizes or more. Weak perspective: both its scale.
+    """
+    if at not in ("eyes", "nose"):
+        raise ValueError(f"relief_at must be 'eyes' or 'nose', not {at!r}")
+    px_per_mm = fit.eye_px_per_mm if at == "eyes" else math.nan
+    if not (math.isfinite(px_per_mm) and px_per_mm > 0):
+        px_per_mm = fit.scale_px_per_mm
+    return float(px_per_mm * mm_per_px)
 
 
 def _front_facing(uv: np.ndarray, triangles: np.ndarray) -> np.ndarray:
