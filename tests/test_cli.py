@@ -162,6 +162,7 @@ def test_info_sets_the_scale_as_export_does(tmp_path, astronaut_path, clean_env)
         ["export", astronaut_path, "-o", tmp_path / "a.stl", "--focal-px", "700"], clean_env
     )
     printed = re.search(r"scale: ([0-9.]+) mm/px", result.stderr).group(1)
+    # (info's thorough face search can move the landmarks by a fraction of a pixel: ~0.2 %)
     assert info["faces"][0]["mm_per_px"] == pytest.approx(float(printed), abs=0.006)
     assert_clean_error(run(["info", astronaut_path, "--focal-px", "5"], clean_env), 2, "too short")
 
