@@ -9,7 +9,9 @@ Each cue is one estimate of ``mm_per_px`` with a relative standard uncertainty
    gap at least 0.5 iris diameters) and plausible (iris 0.25–0.65 of the eye's 3D
    corner-to-corner width), and both irises agree within 25 % when both count. The larger
    of the horizontal and vertical diameters is taken (a turned gaze shortens the
-   horizontal one, pitch the vertical one); the eye less foreshortened weighs more.
+   horizontal one, pitch the vertical one); the eye less foreshortened weighs more. Given
+   the fitted face model and the focal length, each iris is taken from its own depth to
+   the outer eye corners', where ``mm_per_px`` holds (:func:`iris_cue`).
 2. **Anthropometric prior: biocular width** (``"biocular_width_prior"``), the distance
    between the outer eye corners (exocanthion to exocanthion), about 90 ± 4.5 mm in adults
    (both sexes; Farkas' anthropometric surveys), measured in 3D so that head yaw does not
@@ -92,6 +94,10 @@ _MIN_LID_GAP_PER_IRIS = 0.5
 _IRIS_TO_EYE_WIDTH = (0.25, 0.65)
 # An eye whose 2D width is under this fraction of its 3D width (turned > ~53°) is skipped.
 _MIN_FORESHORTENING = 0.6
+# A fitted eye opening farther than this (mm) in front of or behind the outer corners' mean
+# depth is not trusted to move the irises' depth (a head turned 53°, past which an eye is
+# skipped as oblique, puts the near eye ~40 mm ahead).
+_MAX_EYE_AHEAD_MM = 60.0
 # The two irises must agree within this relative difference.
 _IRIS_AGREEMENT = 0.25
 # Landmark noise of an iris diameter: a relative part (the face mesh works on a fixed-size
@@ -184,7 +190,11 @@ class ScaleEstimate:
 
 
 def estimate_scale(
-    landmarks: np.ndarray, *, extra_cues: Iterable[ScaleCue] = (), model_fit=None
+    landmarks: np.ndarray,
+    *,
+    extra_cues: Iterable[ScaleCue] = (),
+    model_fit=None,
+    focal_px: float | None = None,
 ) -> ScaleEstimate:
     """Millimetres per pixel from 478 face-mesh landmarks, and any further cues.
 
@@ -198,7 +208,10 @@ def estimate_scale(
         population prior like the biocular width).
     model_fit : ModelFit, optional, keyword-only
         The face model fitted to these landmarks: the biocular width is then measured
-        through its head pose and camera (:func:`biocular_cue`).
+        through its head pose and camera (:func:`biocular_cue`), and with ``focal_px``
+        each iris is taken to the outer corners' depth (:func:`iris_cue`).
+    focal_px : float, optional, keyword-only
+        The photo's focal length in pixels (known or guessed).
 
     Returns
     -------
@@ -206,7 +219,7 @@ def estimate_scale(
     """
     pts = np.asarray(landmarks, dtype=np.float64)
     cues, rejected = [], []
-    iris, reason = iris_cue(pts)
+    iris, reason = iris_cue(pts, model_fit=model_fit, focal_px=focal_px)
     if iris is not None:
         cues.append(iris)
     else:
@@ -351,13 +364,28 @@ _EYES = (
 )
 
 
-def iris_cue(landmarks: np.ndarray) -> tuple[ScaleCue | None, str]:
+def iris_cue(
+    landmarks: np.ndarray, *, model_fit=None, focal_px: float | None = None
+) -> tuple[ScaleCue | None, str]:
     """The iris-diameter cue, or None and the reason it is not usable.
+
+    An iris's pixels measure the pixel size at the iris's own depth, nearer the camera than
+    the outer eye corners where ``mm_per_px`` holds (the eye opening is 6.5 mm in front of
+    them on MediaPipe's canonical face, 7-8.5 mm on the fitted ICT faces, 4-7 mm on the
+    head scan's closed lids): 2-4 % of the distance of a close-up. With ``model_fit`` and
+    ``focal_px``, each eye's pixel size is taken to the corners' depth, ``mm_per_px`` +
+    that eye's lid midpoint's distance in front of the corners (mm, in the fit's camera
+    frame, so the head's pose counts) / ``focal_px``: the near eye of a turned head then
+    agrees with the far one.
 
     Parameters
     ----------
     landmarks : numpy.ndarray
         (478, 3) float landmarks with the 10 iris points (468–477), pixels.
+    model_fit : ModelFit, optional, keyword-only
+        The face model fitted to ``landmarks``.
+    focal_px : float, optional, keyword-only
+        The photo's focal length, pixels.
 
     Returns
     -------
@@ -367,10 +395,14 @@ def iris_cue(landmarks: np.ndarray) -> tuple[ScaleCue | None, str]:
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.shape[0] < 478:
         return None, "no iris landmarks"
+    ahead = _eyes_ahead_of_corners_mm(model_fit, focal_px)
     measured, reasons, oblique = [], [], []
     for side, iris, outer, inner, upper, lower in _EYES:
         diameter, weight, reason = _eye_iris_px(pts, iris, outer, inner, upper, lower)
         if diameter is not None:
+            if ahead is not None:  # the diameter the iris would have at the corners' depth
+                mm_per_px = IRIS_DIAMETER_MM[0] / diameter + ahead[side] / focal_px
+                diameter = IRIS_DIAMETER_MM[0] / mm_per_px
             measured.append((diameter, weight))
         elif reason == _OBLIQUE:
             oblique.append(f"{side} {reason}")
@@ -400,6 +432,24 @@ def iris_cue(landmarks: np.ndarray) -> tuple[ScaleCue | None, str]:
         ),
         "",
     )
+
+
+def _eyes_ahead_of_corners_mm(fit, focal_px) -> dict[str, float] | None:
+    """How far each eye's lid midpoint lies in front of the outer eye corners' mean depth
+    (mm along the fit's optical axis, negative behind; keys ``"right"``, ``"left"``: the
+    far eye of a turned head lies behind the corners' mean), or None without a fit and a
+    focal length, or with a fit that puts either farther than :data:`_MAX_EYE_AHEAD_MM`
+    from it."""
+    if fit is None or focal_px is None or not (math.isfinite(focal_px) and focal_px > 0):
+        return None
+    axis = np.asarray(fit.rotation, np.float64)[2]
+    depth = np.asarray(fit.landmarks_model, np.float64) @ axis
+    corners = float(np.mean(depth[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER]]))
+    ahead = {
+        side: corners - float(np.mean(depth[[upper, lower]]))
+        for side, _, _, _, upper, lower in _EYES
+    }
+    return ahead if all(abs(v) <= _MAX_EYE_AHEAD_MM for v in ahead.values()) else None
 
 
 def _eye_iris_px(pts, iris, outer, inner, upper, lower):

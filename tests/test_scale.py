@@ -9,6 +9,7 @@ the formulas of inverse-variance weighting.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ from face3d_mesh.errors import UsageError
 from face3d_mesh.landmarks import detect_faces
 from face3d_mesh.scale import (
     GROUP_CORRELATION,
+    IRIS_DIAMETER_MM,
     POPULATION_SIZE_GROUP,
     ScaleCue,
     biocular_cue,
@@ -279,3 +281,64 @@ def test_a_fit_behind_the_camera_leaves_the_landmarks_own_width(astronaut_points
     fit.eye_px_per_mm = math.nan  # what ModelFit says for eyes behind the camera
     own = biocular_cue(astronaut_points).mm_per_px
     assert biocular_cue(astronaut_points, model_fit=fit).mm_per_px == pytest.approx(own)
+
+
+CANONICAL = Path(__file__).resolve().parents[2] / "shared" / "face_models"
+CANONICAL = CANONICAL / "canonical_face_model.obj"
+
+
+def _canonical_face_with_irises(yaw: float, corners_mm: float, focal: float) -> tuple:
+    """Landmarks of MediaPipe's canonical face (mm; not an ICT face) turned by ``yaw``
+    with its outer eye corners ``corners_mm`` from a pinhole camera: each iris a disc of
+    11.7 mm facing forward, 1.5 mm behind its lid midpoint. Returns (478×3 landmarks in
+    pixels, MediaPipe's relative depth in pixels; the true mm per pixel at the corners)."""
+    rows = [ln.split()[1:4] for ln in CANONICAL.read_text().splitlines() if ln.startswith("v ")]
+    face = np.array(rows, float) * 10.0
+    radius = IRIS_DIAMETER_MM[0] / 2
+    ring = [(0, 0), (radius, 0), (0, radius), (-radius, 0), (0, -radius)]  # (x, y) offsets
+    irises = [
+        face[[upper, lower]].mean(axis=0) + (dx, dy, -1.5)
+        for upper, lower in ((159, 145), (386, 374))
+        for dx, dy in ring
+    ]
+    model = np.vstack([face, irises])
+    c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    turned = model @ np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])  # about the vertical axis
+    cam = np.column_stack([turned[:, 0], -turned[:, 1], -turned[:, 2]])
+    cam[:, 2] += corners_mm - cam[[33, 263], 2].mean()
+    centre = 400.0
+    pts = np.column_stack(
+        [
+            focal * cam[:, 0] / cam[:, 2] + centre,
+            focal * cam[:, 1] / cam[:, 2] + centre,
+            (cam[:, 2] - corners_mm) * focal / corners_mm,
+        ]
+    )
+    return pts, corners_mm / focal, (centre, centre)
+
+
+@pytest.mark.skipif(not CANONICAL.is_file(), reason="../shared/face_models absent")
+@pytest.mark.parametrize("yaw", [0, 25, -25])
+def test_each_iris_is_measured_at_the_outer_corners_depth(yaw):
+    """An iris's pixels give the pixel size at its own depth, nearer than the outer eye
+    corners where ``mm_per_px`` holds: 3-4 % too small on a close-up (a 26 mm lens, the
+    corners 200 mm away). Through the fitted pose, each eye is taken to the corners'
+    depth, within 1.5 %; on a turned head the near and far irises then agree."""
+    from face3d_mesh.model_fit import fit_face_model
+
+    focal = 555.0  # 26 mm-equivalent on a 768-px photo
+    pts, truth, axis = _canonical_face_with_irises(yaw, 200.0, focal)
+    fit = fit_face_model(pts, focal_px=focal, principal_point=axis)
+    plain, reason = iris_cue(pts)
+    assert plain is not None, reason
+    through_fit, _ = iris_cue(pts, model_fit=fit, focal_px=focal)
+    ratios = plain.mm_per_px / truth, through_fit.mm_per_px / truth
+    print(f"yaw {yaw}: at the iris {ratios[0]:.4f}, at the corners {ratios[1]:.4f}")
+    assert plain.mm_per_px / truth < 0.98
+    assert abs(math.log(through_fit.mm_per_px / truth)) < 0.015
+    # far away the correction fades: 1 m from the camera it is under 1 %
+    far_pts, far_truth, _ = _canonical_face_with_irises(yaw, 1000.0, 2 * focal)
+    far_fit = fit_face_model(far_pts, focal_px=2 * focal, principal_point=axis)
+    far, _ = iris_cue(far_pts, model_fit=far_fit, focal_px=2 * focal)
+    assert far.mm_per_px / iris_cue(far_pts)[0].mm_per_px == pytest.approx(1.0, abs=0.01)
+    assert abs(math.log(far.mm_per_px / far_truth)) < 0.015
