@@ -318,12 +318,12 @@ def _canonical_face_with_irises(yaw: float, corners_mm: float, focal: float) -> 
 
 
 @pytest.mark.skipif(not CANONICAL.is_file(), reason="../shared/face_models absent")
-@pytest.mark.parametrize("yaw", [0, 25, -25])
+@pytest.mark.parametrize("yaw", [0, 25, -25, 45])
 def test_each_iris_is_measured_at_the_outer_corners_depth(yaw):
     """An iris's pixels give the pixel size at its own depth, nearer than the outer eye
-    corners where ``mm_per_px`` holds: 3-4 % too small on a close-up (a 26 mm lens, the
-    corners 200 mm away). Through the fitted pose, each eye is taken to the corners'
-    depth, within 1.5 %; on a turned head the near and far irises then agree."""
+    corners where ``mm_per_px`` holds: 2.5-5 % too small on a close-up (a 26 mm lens, the
+    corners 200 mm away), 13 % at yaw 45° where only the near eye counts. Through the
+    fitted pose, each eye is taken to the corners' depth: within 1.5 %."""
     from face3d_mesh.model_fit import fit_face_model
 
     focal = 555.0  # 26 mm-equivalent on a 768-px photo
@@ -336,9 +336,11 @@ def test_each_iris_is_measured_at_the_outer_corners_depth(yaw):
     print(f"yaw {yaw}: at the iris {ratios[0]:.4f}, at the corners {ratios[1]:.4f}")
     assert plain.mm_per_px / truth < 0.98
     assert abs(math.log(through_fit.mm_per_px / truth)) < 0.015
-    # far away the correction fades: 1 m from the camera it is under 1 %
+    # 1 m from the camera the correction is smaller (under 1 % for a frontal face)
     far_pts, far_truth, _ = _canonical_face_with_irises(yaw, 1000.0, 2 * focal)
     far_fit = fit_face_model(far_pts, focal_px=2 * focal, principal_point=axis)
     far, _ = iris_cue(far_pts, model_fit=far_fit, focal_px=2 * focal)
-    assert far.mm_per_px / iris_cue(far_pts)[0].mm_per_px == pytest.approx(1.0, abs=0.01)
+    far_plain = iris_cue(far_pts)[0].mm_per_px
+    assert 1.0 < far.mm_per_px / far_plain < through_fit.mm_per_px / plain.mm_per_px
+    assert far.mm_per_px / far_plain < 1.01 or yaw != 0
     assert abs(math.log(far.mm_per_px / far_truth)) < 0.015
