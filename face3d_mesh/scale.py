@@ -184,8 +184,9 @@ class ScaleEstimate:
     rejected: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """One line for people, e.g. ``1.44 mm/px from iris 8.5 px = 11.7 mm (both eyes) [40%]
-        + outer eye corners 60.5 px = 90 mm (anthropometric prior) [60%] (±4%)``."""
+        """One line for people, e.g. ``1.44 mm/px from iris 8.4 px = 11.7 mm (both eyes,
+        at the outer corners' depth) [40%] + outer eye corners 60.9 px = 90 mm
+        (anthropometric prior) [60%] (±4%)``."""
         return f"{self.mm_per_px:.4g} mm/px from {self.detail} (±{100 * self.uncertainty:.0f}%)"
 
 
@@ -423,6 +424,8 @@ def iris_cue(
     noise = math.hypot(_IRIS_NOISE_REL, _IRIS_NOISE_PX / diameter) / math.sqrt(len(measured))
     sigma = math.hypot(IRIS_DIAMETER_MM[1] / IRIS_DIAMETER_MM[0], noise)
     eyes = "both eyes" if len(measured) == 2 else "one eye: " + "; ".join(oblique)
+    if ahead is not None:
+        eyes += ", at the outer corners' depth"
     return (
         ScaleCue(
             name="iris",
