@@ -17,7 +17,10 @@ Two modes:
 ``--morph SEED`` renders, in either mode, the scan with another face's shape (a random
 identity of the face model, carried onto the scan: :func:`morph_scan`), to check accuracy
 on more than one face; ``--morph-sd`` sets the coefficients' spread (default 1, the model's
-prior). The cases' ``.json`` name the morph under ``subject``.
+prior). ``--warp SEED`` gives it another shape without the face model (random smooth
+changes of proportions and local shape: :func:`warp_scan`), which does not favour the
+``model`` backend as the morphs do. The cases' ``.json`` name the morph or warp under
+``subject``.
 
 Pose convention as in the shared set: X_cam = R X_model + t, R = Rz(roll) Rx(-pitch) Ry(-yaw)
 diag(1, -1, -1): yaw > 0 turns the nose to the image's right, pitch > 0 lifts the chin (head
@@ -200,6 +203,51 @@ def morph_scan(mesh, texture, seed: int, sd: float = 1.0):
     return morphed, {"seed": seed, "sd": sd, "model_scale": s}
 
 
+def warp_scan(mesh, texture, seed: int, sd: float = 1.0):
+    """The scan with another face shape made **without** the face model: a random smooth
+    warp of its face, so that the ``model`` backend is not favoured (as it is on
+    :func:`morph_scan`'s faces, whose change of shape it can represent).
+
+    From ``seed``: the face's width, height and depth (relief) scaled about the landmarks'
+    centre by factors N(1, (``sd`` × 4 %)²), N(1, (``sd`` × 4 %)²) and N(1, (``sd`` × 8 %)²),
+    plus random displacements of 40 control points spread over the face's 468 landmarks,
+    N(0, (``sd`` × 3 mm)²) per axis, smoothed over the control points (Gaussian, σ 25 mm)
+    and carried to the surface by normalised Gaussian weights (σ 18 mm); all of it fades
+    out beyond 10 mm from the landmarks (σ 20 mm: the scalp, ears and neck stay, stretched
+    smoothly). Returns (warped mesh, {"seed", "sd", "scale_xyz", "control_rms_mm"}).
+    """
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    marks = scan_landmarks(mesh, texture)
+    marks = marks[np.isfinite(marks).all(axis=1)]
+    centre = marks.mean(axis=0)
+    scale = 1.0 + sd * rng.normal(0.0, 1.0, 3) * np.array([0.04, 0.04, 0.08])
+    # 40 control points by farthest-point sampling from the nose tip's side of the face
+    chosen = [int(np.argmax(marks[:, 2]))]
+    dist = np.linalg.norm(marks - marks[chosen[0]], axis=1)
+    for _ in range(39):
+        chosen.append(int(np.argmax(dist)))
+        dist = np.minimum(dist, np.linalg.norm(marks - marks[chosen[-1]], axis=1))
+    controls = marks[chosen]
+    raw = rng.normal(0.0, 3.0 * sd, (len(controls), 3))
+    pair = np.linalg.norm(controls[:, None] - controls[None], axis=2)
+    smooth = np.exp(-0.5 * (pair / 25.0) ** 2)
+    moves = smooth @ raw / smooth.sum(axis=1, keepdims=True)
+    moves *= 3.0 * sd / max(float(np.sqrt((moves**2).sum(axis=1).mean() / 3)), 1e-9)
+    points = np.asarray(mesh.points, np.float64)
+    to_controls = np.linalg.norm(points[:, None] - controls[None], axis=2)
+    weight = np.exp(-0.5 * (to_controls / 18.0) ** 2)
+    local = weight @ moves / np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
+    shift = (points - centre) * (scale - 1.0) + local
+    near, _ = cKDTree(marks).query(points)
+    shift *= np.exp(-0.5 * (np.maximum(near - 10.0, 0.0) / 20.0) ** 2)[:, None]
+    warped = mesh.copy()
+    warped.points = (points + shift).astype(np.float32)
+    rms = float(np.sqrt((moves**2).mean()))
+    return warped, {"seed": seed, "sd": sd, "scale_xyz": scale.tolist(), "control_rms_mm": rms}
+
+
 def write_case(out_dir: Path, name: str, image, depth, *, fx, f35, size, pose, lights, subject):
     """The three files of one case, in the shared set's layout."""
     import cv2
@@ -276,12 +324,24 @@ def main(argv=None):
         help="give the scan another face shape (a random ICT identity from SEED; see morph_scan)",
     )
     ap.add_argument("--morph-sd", type=float, default=1.0, help="--morph: coefficients' sd")
+    ap.add_argument(
+        "--warp",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="give the scan another face shape without the face model (see warp_scan)",
+    )
+    ap.add_argument("--warp-sd", type=float, default=1.0, help="--warp: strength (1 = typical)")
     args = ap.parse_args(argv)
+    if args.morph is not None and args.warp is not None:
+        ap.error("--morph and --warp are alternatives")
     os.makedirs(args.out_dir, exist_ok=True)
     mesh, texture = load_scan(args.scan_dir)
     subject = {"scan": "Lee Perry-Smith head scan (CC BY 3.0)"}
     if args.morph is not None:
         mesh, subject["morph"] = morph_scan(mesh, texture, args.morph, args.morph_sd)
+    if args.warp is not None:
+        mesh, subject["warp"] = warp_scan(mesh, texture, args.warp, args.warp_sd)
     size = args.size
     cases = sweep_cases(args) if args.sweep else random_cases(args.count, args.seed, size)
     for case in cases:
