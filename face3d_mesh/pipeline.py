@@ -683,7 +683,7 @@ def _prepare(source, config, name, stage) -> _Prepared:
     axis = _principal_point(image, aligned, focal_source)
     with stage("model_fit"):
         model_fit = _fit_model(face, focal_px, axis)
-    scale = estimate_scale(face.points, model_fit=model_fit, focal_px=focal_px)
+    scale = estimate_scale(face.points, model_fit=model_fit, focal_px=focal_px, image=image)
     with stage("align"):
         mask = _photo_mask(face.points, image.shape[:2], scale, config)
     return _Prepared(
@@ -943,7 +943,7 @@ def face_scale(image: np.ndarray, face, *, exif_focal_px=None, config=None):
     focal_px, focal_source = _focal_length(exif_focal_px, image, face, config)
     aligned = align_face(image, face, size_px=crop_size_px(config))
     fit = _fit_model(face, focal_px, _principal_point(image, aligned, focal_source))
-    return estimate_scale(face.points, model_fit=fit, focal_px=focal_px)
+    return estimate_scale(face.points, model_fit=fit, focal_px=focal_px, image=image)
 
 
 def _fit_focal_px(focal_px: float, face) -> float:

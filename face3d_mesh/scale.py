@@ -11,7 +11,9 @@ Each cue is one estimate of ``mm_per_px`` with a relative standard uncertainty
    of the horizontal and vertical diameters is taken (a turned gaze shortens the
    horizontal one, pitch the vertical one); the eye less foreshortened weighs more. Given
    the fitted face model and the focal length, each iris is taken from its own depth to
-   the outer eye corners', where ``mm_per_px`` holds (:func:`iris_cue`).
+   the outer eye corners', where ``mm_per_px`` holds; given the photo, where the lids are
+   in doubt (a head pitched far, an eye skipped as oblique) each eye must also show a dark
+   iris in it (:func:`iris_cue`).
 2. **Anthropometric prior: biocular width** (``"biocular_width_prior"``), the distance
    between the outer eye corners (exocanthion to exocanthion), about 90 ± 4.5 mm in adults
    (both sexes; Farkas' anthropometric surveys), measured in 3D so that head yaw does not
@@ -48,6 +50,7 @@ import numpy as np
 
 from .errors import UsageError
 from .landmarks import (
+    FACE_OVAL,
     LEFT_EYE_INNER,
     LEFT_EYE_LOWER,
     LEFT_EYE_OUTER,
@@ -98,6 +101,11 @@ _MIN_FORESHORTENING = 0.6
 # depth is not trusted to move the irises' depth (a head turned 53°, past which an eye is
 # skipped as oblique, puts the near eye ~40 mm ahead).
 _MAX_EYE_AHEAD_MM = 60.0
+# Above this fitted pitch (degrees, either way) MediaPipe's lids are not trusted alone to
+# say that the eyes are open (see iris_cue): the photo must show a dark iris too.
+_DOUBTFUL_PITCH_DEG = 10.0
+# Largest iris darkness (_iris_darkness) of an eye that counts as open where it is checked.
+_MAX_IRIS_DARKNESS = 0.6
 # The two irises must agree within this relative difference.
 _IRIS_AGREEMENT = 0.25
 # Landmark noise of an iris diameter: a relative part (the face mesh works on a fixed-size
@@ -196,6 +204,7 @@ def estimate_scale(
     extra_cues: Iterable[ScaleCue] = (),
     model_fit=None,
     focal_px: float | None = None,
+    image: np.ndarray | None = None,
 ) -> ScaleEstimate:
     """Millimetres per pixel from 478 face-mesh landmarks, and any further cues.
 
@@ -213,6 +222,9 @@ def estimate_scale(
         each iris is taken to the outer corners' depth (:func:`iris_cue`).
     focal_px : float, optional, keyword-only
         The photo's focal length in pixels (known or guessed).
+    image : numpy.ndarray, optional, keyword-only
+        The H×W×3 uint8 RGB photo: where the lids are in doubt, the eyes must look open
+        in it for the iris to count (:func:`iris_cue`).
 
     Returns
     -------
@@ -220,7 +232,7 @@ def estimate_scale(
     """
     pts = np.asarray(landmarks, dtype=np.float64)
     cues, rejected = [], []
-    iris, reason = iris_cue(pts, model_fit=model_fit, focal_px=focal_px)
+    iris, reason = iris_cue(pts, model_fit=model_fit, focal_px=focal_px, image=image)
     if iris is not None:
         cues.append(iris)
     else:
@@ -366,7 +378,11 @@ _EYES = (
 
 
 def iris_cue(
-    landmarks: np.ndarray, *, model_fit=None, focal_px: float | None = None
+    landmarks: np.ndarray,
+    *,
+    model_fit=None,
+    focal_px: float | None = None,
+    image: np.ndarray | None = None,
 ) -> tuple[ScaleCue | None, str]:
     """The iris-diameter cue, or None and the reason it is not usable.
 
@@ -379,6 +395,13 @@ def iris_cue(
     frame, so the head's pose counts) / ``focal_px``: the near eye of a turned head then
     agrees with the far one.
 
+    Where MediaPipe's lids are least to be trusted — a head pitched by more than
+    :data:`_DOUBTFUL_PITCH_DEG` (the fit's) or an eye skipped as oblique — it reads closed
+    lids apart (the head scan's, at yaw 30-45° and pitch ±20-25°: lid gaps of 0.5-0.84
+    iris diameters, as open eyes have), and the "iris" then gave the scale 30-55 % large.
+    With ``image``, each eye must there also look open in the photo: its iris disc darker
+    than the skin round it (:func:`_iris_darkness` at most :data:`_MAX_IRIS_DARKNESS`).
+
     Parameters
     ----------
     landmarks : numpy.ndarray
@@ -387,6 +410,8 @@ def iris_cue(
         The face model fitted to ``landmarks``.
     focal_px : float, optional, keyword-only
         The photo's focal length, pixels.
+    image : numpy.ndarray, optional, keyword-only
+        The H×W×3 uint8 RGB photo the landmarks are in.
 
     Returns
     -------
@@ -397,7 +422,7 @@ def iris_cue(
     if pts.shape[0] < 478:
         return None, "no iris landmarks"
     ahead = _eyes_ahead_of_corners_mm(model_fit, focal_px)
-    measured, reasons, oblique = [], [], []
+    measured, reasons, oblique, oblique_sides = [], [], [], set()
     for side, iris, outer, inner, upper, lower in _EYES:
         diameter, weight, reason = _eye_iris_px(pts, iris, outer, inner, upper, lower)
         if diameter is not None:
@@ -407,6 +432,7 @@ def iris_cue(
             measured.append((diameter, weight))
         elif reason == _OBLIQUE:
             oblique.append(f"{side} {reason}")
+            oblique_sides.add(side)
         else:
             reasons.append(f"{side} {reason}")
     if reasons or not measured:
@@ -415,6 +441,11 @@ def iris_cue(
         if reasons and all("closed" in r for r in reasons):
             return None, "eyes closed"
         return None, "; ".join(reasons + oblique)
+    if image is not None and (oblique or _pitch_in_doubt(model_fit)):
+        dark = [_iris_darkness(image, pts, eye[1]) for eye in _EYES if eye[0] not in oblique_sides]
+        if any(not d <= _MAX_IRIS_DARKNESS for d in dark):
+            shown = ", ".join(f"{d:.2f}" for d in dark)
+            return None, f"eyes closed (no dark iris in the photo: {shown} of the skin round it)"
     if len(measured) == 2:
         (a, _), (b, _) = measured
         if abs(a - b) / max(a, b) > _IRIS_AGREEMENT:
@@ -435,6 +466,45 @@ def iris_cue(
         ),
         "",
     )
+
+
+def _pitch_in_doubt(fit) -> bool:
+    """Whether the fitted head is pitched more than :data:`_DOUBTFUL_PITCH_DEG`."""
+    if fit is None:
+        return False
+    return abs(float(fit.yaw_pitch_roll_deg[1])) > _DOUBTFUL_PITCH_DEG
+
+
+def _iris_darkness(image: np.ndarray, pts: np.ndarray, iris) -> float:
+    """How dark an eye's iris disc is against the skin round it: the median luminance of
+    the disc (0.7 of the iris radius) over that of the ring 1.8-2.6 iris radii from its
+    centre inside the face oval (lids, the skin under the eye, some white of the eye). Open
+    eyes, where the iris and pupil fill the disc, measure 0.18-0.33 on real photos; closed
+    lids 0.4-1.4 on renders of the head scan (0.4-0.5 only in a hard side light's shadow).
+    NaN when the eye is too small or too near the photo's edge to tell."""
+    import cv2
+
+    centre = pts[iris[0], :2]
+    radius = float(np.mean([np.linalg.norm(pts[i, :2] - centre) for i in iris[1:]]))
+    reach = int(math.ceil(2.6 * radius)) + 1
+    h, w = image.shape[:2]
+    x0, y0 = int(centre[0]) - reach, int(centre[1]) - reach
+    x1, y1 = int(centre[0]) + reach + 1, int(centre[1]) + reach + 1
+    if radius < 1.5 or x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        return math.nan
+    window = image[y0:y1, x0:x1].astype(np.float32)
+    luma = window @ np.array([0.299, 0.587, 0.114], np.float32)
+    oval = np.zeros(luma.shape, np.uint8)
+    outline = np.round(pts[list(FACE_OVAL), :2] - (x0, y0)).astype(np.int32)
+    cv2.fillPoly(oval, [outline], 1)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    d2 = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2
+    disc = d2 <= (0.7 * radius) ** 2
+    ring = (d2 >= (1.8 * radius) ** 2) & (d2 <= (2.6 * radius) ** 2) & (oval > 0)
+    if disc.sum() < 3 or ring.sum() < 10:
+        return math.nan
+    skin = float(np.median(luma[ring]))
+    return float(np.median(luma[disc])) / skin if skin > 0 else math.nan
 
 
 def _eyes_ahead_of_corners_mm(fit, focal_px) -> dict[str, float] | None:

@@ -17,7 +17,7 @@ import pytest
 from scan_renders import needs_scan, render_scan
 
 from face3d_mesh.errors import UsageError
-from face3d_mesh.landmarks import detect_faces
+from face3d_mesh.landmarks import LEFT_IRIS, RIGHT_IRIS, detect_faces
 from face3d_mesh.scale import (
     GROUP_CORRELATION,
     IRIS_DIAMETER_MM,
@@ -144,6 +144,38 @@ def test_closed_eyes_of_a_head_pitched_down_are_not_read_as_open(yaw, pitch):
     image, _, _ = render_scan(yaw=yaw, pitch=pitch, lens_mm=35)
     cue, reason = iris_cue(detect_faces(image)[0].points)
     assert cue is None and "closed" in reason
+
+
+@needs_scan
+@pytest.mark.parametrize("yaw, pitch", [(45, 25), (-30, -25), (30, 25)])
+def test_closed_eyes_read_apart_at_a_doubtful_pose_are_told_by_the_photo(yaw, pitch):
+    """Turned and pitched far (a 26 mm close-up), MediaPipe reads the scan's closed lids
+    apart on every eye it measures, and the "iris" gave the scale 30-55 % large; with the
+    photo, the eyes must there also show a dark iris, and they do not."""
+    from face3d_mesh.model_fit import fit_face_model
+    from face3d_mesh.scale import _iris_darkness
+
+    image, _, fx = render_scan(yaw=yaw, pitch=pitch, roll=30 if yaw == 30 else 0, lens_mm=26)
+    points = detect_faces(image)[0].points
+    fit = fit_face_model(points, focal_px=fx, principal_point=(383.5, 383.5))
+    alone, _ = iris_cue(points, model_fit=fit, focal_px=fx)
+    assert alone is not None  # the lids alone say open (the reason for the photo's check)
+    cue, reason = iris_cue(points, model_fit=fit, focal_px=fx, image=image)
+    assert cue is None and "no dark iris" in reason, reason
+    darkness = [_iris_darkness(image, points, iris) for iris in (RIGHT_IRIS, LEFT_IRIS)]
+    assert max(d for d in darkness if d == d) > 0.6
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_open_eyes_show_a_dark_iris_in_the_photo(astronaut_rgb, kind):
+    """The photo's check on real open eyes (the astronaut, and her photo resized, turned,
+    cropped, mirrored): each iris disc at most 0.45 of the skin round it (the limit 0.6)."""
+    from face3d_mesh.scale import _iris_darkness
+
+    image, _ = _variant(astronaut_rgb, kind)
+    points = detect_faces(image)[0].points
+    for iris in (RIGHT_IRIS, LEFT_IRIS):
+        assert _iris_darkness(image, points, iris) < 0.45
 
 
 def test_disagreeing_irises_are_rejected(astronaut_points):
