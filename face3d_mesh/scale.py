@@ -479,8 +479,9 @@ def _iris_darkness(image: np.ndarray, pts: np.ndarray, iris) -> float:
     """How dark an eye's iris disc is against the skin round it: the median luminance of
     the disc (0.7 of the iris radius) over that of the ring 1.8-2.6 iris radii from its
     centre inside the face oval (lids, the skin under the eye, some white of the eye). Open
-    eyes, where the iris and pupil fill the disc, measure 0.18-0.33 on real photos; closed
-    lids 0.4-1.4 on renders of the head scan (0.4-0.5 only in a hard side light's shadow).
+    eyes, where the iris and pupil fill the disc, measure 0.18-0.40 on real photos (two
+    women, light skin, and variants of one); closed lids 0.4-1.4 on renders of the head
+    scan (0.4-0.5 only in a hard side light's shadow, where the lids are not in doubt).
     NaN when the eye is too small or too near the photo's edge to tell."""
     import cv2
 
