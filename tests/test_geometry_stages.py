@@ -71,6 +71,30 @@ def test_warp_window_is_the_warp_on_the_crops_footprint(astronaut_rgb, astronaut
     assert np.isnan(warp_to_image(values, moved, shape)).all()
 
 
+def test_a_crop_finer_than_the_photo_does_not_alias_into_it(astronaut_rgb, astronaut_face):
+    """The astronaut's 512-px crop holds ~3.6 crop pixels per photo pixel. A crop-pixel
+    checkerboard (±0.5 mm, the kind of detail a z-buffer's facets leave) on a smooth field:
+    sampled bilinearly it came back as ripples of up to its full size; smoothed first, it
+    averages away, and the smooth field comes back as before."""
+    aligned = align_face(astronaut_rgb, astronaut_face, size_px=512)
+    assert aligned.scale > 3
+    h, w = aligned.image.shape[:2]
+    inverse = cv2.invertAffineTransform(aligned.matrix)
+    vc, uc = np.mgrid[0:h, 0:w].astype(np.float64)
+    u = inverse[0, 0] * uc + inverse[0, 1] * vc + inverse[0, 2]
+    v = inverse[1, 0] * uc + inverse[1, 1] * vc + inverse[1, 2]
+    smooth = 0.3 * u + 0.02 * (v - v.mean()) ** 2 / 10  # mm: a slope and a gentle bend
+    checker = 0.5 * np.where((uc + vc) % 2 == 0, 1.0, -1.0)
+    shape = astronaut_rgb.shape[:2]
+    mask = face_mask(astronaut_face.points, shape)
+    plain = warp_to_image(smooth.astype(np.float32), aligned, shape)[mask]
+    rippled = warp_to_image((smooth + checker).astype(np.float32), aligned, shape)[mask]
+    vv, uu = np.nonzero(mask)
+    truth = 0.3 * uu + 0.02 * (vv - v.mean()) ** 2 / 10
+    assert np.percentile(np.abs(rippled - plain), 99) < 0.02
+    assert np.percentile(np.abs(plain - truth), 99) < 0.05
+
+
 def test_extend_nearest_copies_a_nearby_finite_value():
     rng = np.random.default_rng(3)
     values = np.full((120, 90), np.nan)
